@@ -1,0 +1,251 @@
+//! The command line, as typed: clap types only. Validation and resolution
+//! into what the core needs happens in [`crate::commands`].
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::duration::HumanDuration;
+
+const ABOUT: &str = "Rotate AWS IAM user access keys the safe way AWS's guide describes";
+
+const LONG_ABOUT: &str = "\
+Rotate AWS IAM user access keys the safe way AWS's guide describes: create a \
+second key, wait until applications adopt it, make sure the old key is no \
+longer used, set it inactive, verify nothing breaks, then delete it.
+
+Each user's rotation is a YAML plan file (<plans-dir>/<account>/<user>.yaml), \
+so a rotation can pause for days, resume on another machine, and be rolled back \
+by reactivating the old key.
+
+Typical use:
+  iam-rotate plan alice            # write plans/<account>/alice.yaml
+  iam-rotate run alice             # take every step that is due now
+  iam-rotate status                # where every plan stands, and what next
+  iam-rotate rollback alice        # reactivate the old key
+
+Exit codes: 0 done or waiting normally; 1 error; 2 usage; 3 a plan is blocked.";
+
+#[derive(Debug, Parser)]
+#[command(name = "iam-rotate", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// Folder of plan files, one sub-folder per account.
+    #[arg(
+        long,
+        global = true,
+        env = "IAM_ROTATE_PLANS_DIR",
+        default_value = "plans",
+        value_name = "DIR"
+    )]
+    pub plans_dir: PathBuf,
+
+    /// `text` for people (on stdout, with notes on stderr); `json` prints one
+    /// JSON document on stdout and everything else on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// AWS profile to use (default: AWS_PROFILE, then `default`).
+    #[arg(long, global = true, value_name = "PROFILE")]
+    pub profile: Option<String>,
+
+    /// AWS region for signing (default: AWS_REGION or the profile's; IAM is
+    /// global, us-east-1 when none is set).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Send AWS calls to this endpoint (default: AWS_ENDPOINT_URL_IAM,
+    /// AWS_ENDPOINT_URL, or AWS itself).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// More detail on stderr (-v: each AWS step, -vv: SDK debug).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a rotation plan for each user (nothing is changed in AWS).
+    #[command(
+        long_about = "Write a rotation plan for each user: <plans-dir>/<account>/<user>.yaml, in phase \
+create_second_key. Nothing is changed in AWS. A user who already has two access keys, or \
+no active key, is refused with what to do. A user with an unfinished plan is left alone."
+    )]
+    Plan(PlanArgs),
+
+    /// Take each plan through every step that is due now.
+    #[command(
+        long_about = "Take each plan through every step that is due now, and stop at the first \
+that is not, saying what it waits for and when it can go on. Waiting is not an error (exit 0). \
+A blocked plan exits 3 until a person fixes the cause and runs with --retry-blocked."
+    )]
+    Run(RunArgs),
+
+    /// One row a plan: phase, since, next step, due at, blocked reason.
+    Status(StatusArgs),
+
+    /// One plan in full: keys, observations, history, and what to do next.
+    Show(ShowArgs),
+
+    /// Reactivate the old key and stop the rotation (before the old key was deleted).
+    Rollback(RollbackArgs),
+
+    /// Every user's keys: age, status, last use, plan phase.
+    Report(ReportArgs),
+
+    /// A whole rotation on a built-in simulated account: no AWS needed.
+    Demo(DemoArgs),
+
+    /// Rotate the key of the caller's own profile.
+    #[command(
+        long_about = "Rotate the key of the caller's own profile (--profile): create a new key, \
+write it into that profile, wait until it authenticates, set the old key inactive. The old key \
+is deleted now with --delete-now, or by a later run once verify_period (default 1d) has passed."
+    )]
+    SelfRotate(SelfRotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// IAM user names.
+    #[arg(value_name = "USER", required_unless_present = "all")]
+    pub users: Vec<String>,
+
+    /// Plan every user whose active key is older than --older-than.
+    #[arg(long, conflicts_with = "users")]
+    pub all: bool,
+
+    /// With --all: only keys older than this (for example 90d).
+    #[arg(long, value_name = "DURATION", requires = "all")]
+    pub older_than: Option<HumanDuration>,
+
+    /// With --all: only users under this IAM path (for example /apps/).
+    #[arg(long, value_name = "PATH", requires = "all")]
+    pub path_prefix: Option<String>,
+
+    /// With --all: leave these users out.
+    #[arg(long, value_name = "USER", requires = "all")]
+    pub exclude: Vec<String>,
+
+    /// Where the new secret goes: file:PATH, profile:NAME,
+    /// secretsmanager:NAME_OR_ARN, ssm:/NAME or stdout; {user} and {account}
+    /// are filled in. Default: file:~/.iam-rotate/credentials/{account}/{user}.csv
+    #[arg(long, value_name = "SPEC")]
+    pub deliver: Option<String>,
+
+    /// How long consumers get to adopt the new key (default 7d).
+    #[arg(long, value_name = "DURATION")]
+    pub adoption_wait: Option<HumanDuration>,
+
+    /// How long the old key must be unused before it is set inactive
+    /// (default 3d; at least 4h).
+    #[arg(long, value_name = "DURATION")]
+    pub quiet_period: Option<HumanDuration>,
+
+    /// Accept a quiet period under 4h, although AWS's last-used data lags.
+    #[arg(long)]
+    pub allow_short_quiet_period: bool,
+
+    /// How long the old key stays inactive before it is deleted (default 7d).
+    #[arg(long, value_name = "DURATION")]
+    pub verify_period: Option<HumanDuration>,
+
+    /// A YAML file with any of adoption_wait, quiet_period, verify_period,
+    /// require_new_key_use, allow_short_quiet_period; flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// User names (plans in the caller's account folder) or plan file paths.
+    #[arg(value_name = "USER", required_unless_present = "all")]
+    pub users: Vec<String>,
+
+    /// Every plan in the caller's account folder.
+    #[arg(long, conflicts_with = "users")]
+    pub all: bool,
+
+    /// How many plans to advance at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// Say what would be done, change nothing (in AWS or in plans).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Re-check blocked plans after a person fixed the cause.
+    #[arg(long)]
+    pub retry_blocked: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// User names or plan file paths (default: every plan of the account).
+    #[arg(value_name = "USER")]
+    pub users: Vec<String>,
+
+    /// The account folder to read (default: the caller's account, from STS).
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    pub account: Option<String>,
+
+    /// Every account folder under --plans-dir.
+    #[arg(long, conflicts_with = "account")]
+    pub all_accounts: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A user name or a plan file path.
+    #[arg(value_name = "USER")]
+    pub user: String,
+
+    /// The account folder to read (default: the caller's account, from STS).
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// A user name or a plan file path.
+    #[arg(value_name = "USER")]
+    pub user: String,
+
+    /// Also delete the new key (its applications lose access).
+    #[arg(long)]
+    pub delete_new: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Only users with a key older than this.
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<HumanDuration>,
+
+    /// Only users under this IAM path.
+    #[arg(long, value_name = "PATH")]
+    pub path_prefix: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {}
+
+#[derive(Debug, Args)]
+pub struct SelfRotateArgs {
+    /// Delete the old key as soon as the new one works.
+    #[arg(long)]
+    pub delete_now: bool,
+}

@@ -1,0 +1,139 @@
+//! One module per subcommand: each turns parsed arguments into calls on the
+//! core and prints the result. Shared here: the context every command gets
+//! and how a USER argument becomes a plan path.
+
+mod demo;
+mod plan;
+mod report;
+mod rollback;
+mod run;
+mod self_rotate;
+mod show;
+mod status;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::aws::{self, AwsArgs, AwsIam};
+use crate::cli::{Cli, Command, OutputFormat};
+use crate::clock::{self, Clock};
+use crate::error::UsageError;
+use crate::iam::{Caller, Iam};
+use crate::plan::store::is_valid_user_name;
+use crate::plan::PlanStore;
+
+/// How a command ended, for the exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Done or waiting normally (exit 0).
+    Success,
+    /// Something failed and was reported; the rest went on (exit 1).
+    Failed,
+    /// One or more plans are blocked (exit 3).
+    Blocked,
+}
+
+impl Status {
+    /// The worse of two: failed > blocked > success.
+    pub fn and(self, other: Status) -> Status {
+        use Status::*;
+        match (self, other) {
+            (Failed, _) | (_, Failed) => Failed,
+            (Blocked, _) | (_, Blocked) => Blocked,
+            _ => Success,
+        }
+    }
+}
+
+/// What every command may need.
+pub struct Context {
+    pub plans: PlanStore,
+    pub output: OutputFormat,
+    pub aws_args: AwsArgs,
+    pub clock: Arc<dyn Clock>,
+    aws: tokio::sync::OnceCell<(aws_config::SdkConfig, AwsIam)>,
+}
+
+impl Context {
+    pub fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+
+    /// The SDK configuration and IAM client, built on first use.
+    pub async fn aws(&self) -> &(aws_config::SdkConfig, AwsIam) {
+        self.aws
+            .get_or_init(|| async {
+                let config = aws::load_config(&self.aws_args).await;
+                let iam = AwsIam::new(&config);
+                (config, iam)
+            })
+            .await
+    }
+
+    pub async fn iam(&self) -> &AwsIam {
+        &self.aws().await.1
+    }
+
+    /// STS GetCallerIdentity, with an error that says what to check.
+    pub async fn caller(&self) -> anyhow::Result<Caller> {
+        self.iam().await.caller_identity().await.context(
+            "cannot tell which AWS account the credentials belong to (STS GetCallerIdentity). \
+             Check --profile / AWS_PROFILE, the credentials, and --endpoint-url",
+        )
+    }
+}
+
+/// A USER argument: a path to a plan file, or a user name whose plan lives
+/// in `account`'s folder.
+pub fn is_plan_path(arg: &str) -> bool {
+    arg.contains('/') || arg.ends_with(".yaml") || arg.ends_with(".yml")
+}
+
+pub fn plan_path(store: &PlanStore, arg: &str, account: &str) -> anyhow::Result<PathBuf> {
+    if is_plan_path(arg) {
+        return Ok(PathBuf::from(arg));
+    }
+    if !is_valid_user_name(arg) {
+        return Err(UsageError(format!(
+            "{arg:?} is neither a plan file path nor a valid IAM user name \
+             (letters, digits and +=,.@_- only)"
+        ))
+        .into());
+    }
+    Ok(store.path_for(account, arg))
+}
+
+/// The user a plan path is for, for messages before the plan is read.
+pub fn user_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
+    let clock = clock::from_env().map_err(UsageError)?;
+    let context = Context {
+        plans: PlanStore::new(cli.plans_dir),
+        output: cli.output,
+        aws_args: AwsArgs {
+            profile: cli.profile,
+            region: cli.region,
+            endpoint_url: cli.endpoint_url,
+            max_attempts: None,
+        },
+        clock,
+        aws: tokio::sync::OnceCell::new(),
+    };
+    match cli.command {
+        Command::Plan(args) => plan::execute(&context, args).await,
+        Command::Run(args) => run::execute(&context, args).await,
+        Command::Status(args) => status::execute(&context, args).await,
+        Command::Show(args) => show::execute(&context, args).await,
+        Command::Rollback(args) => rollback::execute(&context, args).await,
+        Command::Report(args) => report::execute(&context, args).await,
+        Command::Demo(args) => demo::execute(&context, args).await,
+        Command::SelfRotate(args) => self_rotate::execute(&context, args).await,
+    }
+}

@@ -1,0 +1,131 @@
+//! `iam-rotate show`: one plan in full, and what to do next.
+
+use serde::Serialize;
+
+use super::{is_plan_path, plan_path, Context, Status};
+use crate::cli::ShowArgs;
+use crate::output::{self, opt_time, time};
+use crate::plan::{mask_key, Plan, PlanStore};
+use crate::rotation::outlook;
+
+#[derive(Serialize)]
+struct Shown<'a> {
+    plan: &'a Plan,
+    next_step: String,
+    due_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn execute(context: &Context, args: ShowArgs) -> anyhow::Result<Status> {
+    let account = match (&args.account, is_plan_path(&args.user)) {
+        (Some(account), _) => account.clone(),
+        (None, true) => String::new(),
+        (None, false) => context.caller().await?.account,
+    };
+    let path = plan_path(&context.plans, &args.user, &account)?;
+    let plan = PlanStore::load(&path)?;
+    let now = context.clock.now();
+    let look = outlook(&plan, now);
+    if context.json() {
+        output::json(&Shown {
+            plan: &plan,
+            next_step: look.next_step,
+            due_at: look.due_at,
+        })?;
+        return Ok(Status::Success);
+    }
+    output::line(format!("plan      {}", path.display()));
+    output::line(format!("user      {} ({})", plan.user, plan.user_arn));
+    output::line(format!("account   {}", plan.account));
+    output::line(format!("delivery  {}", plan.delivery));
+    output::line(format!(
+        "policy    adoption_wait {}, quiet_period {}, verify_period {}, require_new_key_use {}",
+        plan.policy.adoption_wait,
+        plan.policy.quiet_period,
+        plan.policy.verify_period,
+        plan.policy.require_new_key_use
+    ));
+    output::line(format!(
+        "old key   {} {} created {}{}",
+        mask_key(&plan.old_key.id),
+        plan.old_key.status,
+        time(plan.old_key.created_at),
+        plan.old_key
+            .deactivated_at
+            .map(|t| format!(", inactive since {}", time(t)))
+            .unwrap_or_default()
+    ));
+    match &plan.new_key {
+        Some(k) => output::line(format!(
+            "new key   {} created {}",
+            mask_key(&k.id),
+            time(k.created_at)
+        )),
+        None => output::line("new key   (not created yet)"),
+    }
+    output::line(format!(
+        "phase     {} since {} ({})",
+        plan.phase,
+        time(plan.phase_since),
+        crate::duration::relative(plan.phase_since, now)
+    ));
+    if let Some(reason) = &plan.blocked_reason {
+        output::line(format!(
+            "blocked   in {}: {reason}",
+            plan.blocked_in.map(|p| p.to_string()).unwrap_or_default()
+        ));
+    }
+    if let Some(error) = &plan.last_error {
+        output::line(format!("last error {error}"));
+    }
+    output::line(format!("next      {}", look.next_step));
+    output::line(format!("due at    {}", opt_time(look.due_at)));
+    if !plan.observations.is_empty() {
+        output::line("\nobservations (last use as IAM reported it)");
+        let rows = plan
+            .observations
+            .iter()
+            .map(|o| {
+                let place = |svc: &Option<String>, region: &Option<String>| {
+                    match (svc, region) {
+                        (Some(s), Some(r)) => format!(" {s} {r}"),
+                        (Some(s), None) => format!(" {s}"),
+                        _ => String::new(),
+                    }
+                };
+                vec![
+                    time(o.at),
+                    format!(
+                        "{}{}",
+                        opt_time(o.old_last_used),
+                        place(&o.old_service, &o.old_region)
+                    ),
+                    format!(
+                        "{}{}",
+                        opt_time(o.new_last_used),
+                        place(&o.new_service, &o.new_region)
+                    ),
+                ]
+            })
+            .collect();
+        output::line(output::table(&["AT", "OLD KEY LAST USED", "NEW KEY LAST USED"], rows));
+    }
+    output::line("\nhistory");
+    let rows = plan
+        .history
+        .iter()
+        .map(|h| {
+            vec![
+                time(h.at),
+                if h.from == h.to {
+                    h.to.to_string()
+                } else {
+                    format!("{} -> {}", h.from, h.to)
+                },
+                h.action.clone(),
+                h.actor.clone(),
+            ]
+        })
+        .collect();
+    output::line(output::table(&["AT", "PHASE", "ACTION", "BY"], rows));
+    Ok(Status::Success)
+}

@@ -1,0 +1,156 @@
+//! `iam-rotate status`: one row a plan, read from the plan files alone.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{is_plan_path, plan_path, user_of, Context, Status};
+use crate::cli::StatusArgs;
+use crate::output;
+use crate::plan::{Phase, Plan, PlanStore};
+use crate::rotation::outlook;
+
+#[derive(Serialize)]
+pub struct StatusRow {
+    pub user: String,
+    pub account: String,
+    pub phase: Phase,
+    pub phase_since: DateTime<Utc>,
+    pub next_step: String,
+    pub due_at: Option<DateTime<Utc>>,
+    pub blocked_in: Option<Phase>,
+    pub blocked_reason: Option<String>,
+    pub last_error: Option<String>,
+    pub old_key: String,
+    pub new_key: Option<String>,
+    pub path: PathBuf,
+}
+
+impl StatusRow {
+    pub fn new(plan: &Plan, path: PathBuf, now: DateTime<Utc>) -> Self {
+        let look = outlook(plan, now);
+        StatusRow {
+            user: plan.user.clone(),
+            account: plan.account.clone(),
+            phase: plan.phase,
+            phase_since: plan.phase_since,
+            next_step: look.next_step,
+            due_at: look.due_at,
+            blocked_in: plan.blocked_in,
+            blocked_reason: plan.blocked_reason.clone(),
+            last_error: plan.last_error.clone(),
+            old_key: plan.old_key.id.clone(),
+            new_key: plan.new_key.as_ref().map(|k| k.id.clone()),
+            path,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Unreadable {
+    user: String,
+    path: PathBuf,
+    error: String,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Row {
+    Plan(Box<StatusRow>),
+    Unreadable(Unreadable),
+}
+
+/// The plan files the arguments name.
+async fn select(context: &Context, args: &StatusArgs) -> anyhow::Result<Vec<PathBuf>> {
+    let need_account = args.users.iter().any(|u| !is_plan_path(u))
+        || (args.users.is_empty() && !args.all_accounts);
+    let account = match (&args.account, need_account) {
+        (Some(account), _) => account.clone(),
+        (None, true) => context.caller().await?.account,
+        (None, false) => String::new(),
+    };
+    if !args.users.is_empty() {
+        return args
+            .users
+            .iter()
+            .map(|u| plan_path(&context.plans, u, &account))
+            .collect();
+    }
+    let accounts = if args.all_accounts {
+        context.plans.accounts()?
+    } else {
+        vec![account]
+    };
+    let mut paths = Vec::new();
+    for account in accounts {
+        paths.extend(context.plans.list(&account)?);
+    }
+    Ok(paths)
+}
+
+pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Status> {
+    if !context.plans.root().exists() {
+        anyhow::bail!(
+            "the plans folder {} does not exist. Pass --plans-dir (or set IAM_ROTATE_PLANS_DIR) \
+             to the folder that holds your plans, or create plans with `iam-rotate plan`",
+            context.plans.root().display()
+        );
+    }
+    let paths = select(context, &args).await?;
+    let now = context.clock.now();
+    let mut status = Status::Success;
+    let rows: Vec<Row> = paths
+        .into_iter()
+        .map(|path| match PlanStore::load(&path) {
+            Ok(plan) => {
+                Row::Plan(Box::new(StatusRow::new(&plan, path, now)))
+            }
+            Err(e) => {
+                status = Status::Failed;
+                Row::Unreadable(Unreadable {
+                    user: user_of(&path),
+                    path,
+                    error: e.to_string(),
+                })
+            }
+        })
+        .collect();
+    if context.json() {
+        output::json(&rows)?;
+        return Ok(status);
+    }
+    if rows.is_empty() {
+        output::note("no plans found");
+        return Ok(status);
+    }
+    let table_rows = rows
+        .iter()
+        .map(|row| match row {
+            Row::Plan(r) => vec![
+                r.user.clone(),
+                r.phase.to_string(),
+                output::time(r.phase_since),
+                r.next_step.clone(),
+                output::opt_time(r.due_at),
+                r.blocked_reason
+                    .clone()
+                    .or_else(|| r.last_error.as_ref().map(|e| format!("last error: {e}")))
+                    .unwrap_or_default(),
+            ],
+            Row::Unreadable(u) => vec![
+                u.user.clone(),
+                "unreadable".into(),
+                String::new(),
+                "fix the plan file".into(),
+                String::new(),
+                u.error.clone(),
+            ],
+        })
+        .collect();
+    output::line(output::table(
+        &["USER", "PHASE", "SINCE", "NEXT STEP", "DUE AT", "BLOCKED REASON"],
+        table_rows,
+    ));
+    Ok(status)
+}

@@ -1,0 +1,585 @@
+//! The driver: observe IAM, ask [`rotation::decide`], carry the decision
+//! out, record it in the plan, save, and ask again, until the plan waits,
+//! blocks or finishes. Every change to a plan is saved before the next AWS
+//! call, so a crash at any point leaves a plan that says what was done.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::clock::Clock;
+use crate::deliver::{Deliver, DeliverError, Destination};
+use crate::iam::{Caller, Iam, IamError, LastUse, LiveKey};
+use crate::plan::store::PlanError;
+use crate::plan::{mask_key, KeyStatus, LockedPlan, NewKey, Observation, Phase, Plan, Stamp};
+use crate::rotation::{self, Decision, Observed, Step};
+
+/// A generous bound on steps in one run; a full rotation takes seven.
+const MAX_STEPS: usize = 32;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{0}. Nothing was created; fix the destination (or `delivery:` in the plan) and run again.")]
+    DeliveryCheck(DeliverError),
+    #[error("{error}. The new key {key} was deleted again, since its secret cannot be recovered; the plan stays in create_second_key. Fix the destination and run again.")]
+    DeliveryFailed { error: DeliverError, key: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// How one plan ended this run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done or rolled back; nothing more will ever happen.
+    Finished,
+    /// The next step is not due; AWS was left alone.
+    Waiting {
+        until: Option<DateTime<Utc>>,
+        reason: String,
+        next: String,
+    },
+    /// A person must act.
+    Blocked { reason: String },
+    /// The credentials belong to another account; nothing was touched.
+    WrongAccount { reason: String },
+    /// `--dry-run`: what would happen next.
+    WouldAct { step: String },
+}
+
+/// What one run did to one plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub user: String,
+    pub account: String,
+    pub phase: Phase,
+    /// The actions taken, in order, as recorded in history.
+    pub actions: Vec<String>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub retry_blocked: bool,
+}
+
+/// Carries decisions out for one caller.
+pub struct Engine<'a> {
+    pub iam: &'a dyn Iam,
+    pub clock: &'a dyn Clock,
+    pub deliver: &'a dyn Deliver,
+    /// STS GetCallerIdentity, taken once per process.
+    pub caller: Caller,
+}
+
+impl Engine<'_> {
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            at: self.clock.now(),
+            actor: self.caller.arn.clone(),
+            clock: self.clock.note(),
+        }
+    }
+
+    /// Takes the plan through every step that is due now.
+    pub async fn run(
+        &self,
+        locked: &mut LockedPlan,
+        options: RunOptions,
+    ) -> Result<RunReport, EngineError> {
+        let history_before = locked.plan.history.len();
+        let result = self.run_inner(locked, options).await;
+        let actions = locked.plan.history[history_before.min(locked.plan.history.len())..]
+            .iter()
+            .map(|h| h.action.clone())
+            .collect();
+        match result {
+            Ok(outcome) => {
+                if !options.dry_run && locked.plan.last_error.take().is_some() {
+                    locked.save()?;
+                }
+                Ok(RunReport {
+                    user: locked.plan.user.clone(),
+                    account: locked.plan.account.clone(),
+                    phase: locked.plan.phase,
+                    actions,
+                    outcome,
+                })
+            }
+            Err(error) => {
+                if !options.dry_run {
+                    // Keep the failure on the plan for `status`; the error
+                    // itself goes back to the caller either way.
+                    locked.plan.last_error = Some(error.to_string());
+                    let _ = locked.save();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn run_inner(
+        &self,
+        locked: &mut LockedPlan,
+        options: RunOptions,
+    ) -> Result<Outcome, EngineError> {
+        let mut rebaseline = false;
+        if locked.plan.phase == Phase::Blocked && options.retry_blocked {
+            if self.caller.account != locked.plan.account {
+                return Ok(Outcome::WrongAccount {
+                    reason: wrong_account(&locked.plan, &self.caller),
+                });
+            }
+            if options.dry_run {
+                return Ok(Outcome::WouldAct {
+                    step: "leave blocked and re-check the guards".into(),
+                });
+            }
+            rebaseline = locked.plan.blocked_in == Some(Phase::Verify);
+            locked.plan.unblock(&self.stamp());
+            locked.save()?;
+        }
+        for _ in 0..MAX_STEPS {
+            let seen = self.observe(&locked.plan).await?;
+            if !options.dry_run {
+                record_observation(&mut locked.plan, &seen);
+                if rebaseline && locked.plan.phase == Phase::Verify {
+                    rebaseline = false;
+                    let baseline = seen.old_use.as_ref().and_then(|u| u.at);
+                    locked.plan.old_key.last_used_at_deactivation = baseline;
+                    locked.plan.record(
+                        format!(
+                            "verification restarted; old key's last use {} taken as the new baseline",
+                            baseline
+                                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                                .unwrap_or_else(|| "(never)".into())
+                        ),
+                        &self.stamp(),
+                    );
+                }
+            }
+            let decision = rotation::decide(&locked.plan, &seen);
+            let step = match decision {
+                Decision::Finished => return Ok(Outcome::Finished),
+                Decision::WrongAccount { reason } => return Ok(Outcome::WrongAccount { reason }),
+                Decision::Wait {
+                    until,
+                    reason,
+                    next,
+                } => {
+                    if !options.dry_run {
+                        locked.save()?;
+                    }
+                    return Ok(Outcome::Waiting {
+                        until,
+                        reason,
+                        next,
+                    });
+                }
+                Decision::Block { reason } => {
+                    if !options.dry_run && locked.plan.phase != Phase::Blocked {
+                        locked.plan.block(reason.clone(), &self.stamp());
+                        locked.save()?;
+                    }
+                    return Ok(Outcome::Blocked { reason });
+                }
+                Decision::Act(step) => step,
+            };
+            if options.dry_run {
+                return Ok(Outcome::WouldAct {
+                    step: describe(&locked.plan, &step),
+                });
+            }
+            self.act(locked, step, &seen).await?;
+        }
+        Err(EngineError::Refused(format!(
+            "the plan for {} took more than {MAX_STEPS} steps in one run, which no rotation \
+             needs; it was left as it is. Report this with the plan file.",
+            locked.plan.user
+        )))
+    }
+
+    /// ListAccessKeys, and the last use of the keys the phase needs.
+    async fn observe(&self, plan: &Plan) -> Result<Observed, EngineError> {
+        let keys = match self.iam.list_access_keys(&plan.user).await {
+            Ok(keys) => Some(keys),
+            Err(IamError::NoSuchEntity { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let (want_old, want_new) = rotation::needs_last_used(plan.phase);
+        let present = |id: &str| {
+            keys.as_ref()
+                .is_some_and(|keys: &Vec<LiveKey>| keys.iter().any(|k| k.id == id))
+        };
+        let old_use = if want_old && present(&plan.old_key.id) {
+            Some(self.last_used(&plan.old_key.id).await?)
+        } else {
+            None
+        };
+        let new_use = match &plan.new_key {
+            Some(new_key) if want_new && present(&new_key.id) => {
+                Some(self.last_used(&new_key.id).await?)
+            }
+            _ => None,
+        };
+        Ok(Observed {
+            now: self.clock.now(),
+            system_now: self.clock.system_now(),
+            caller_account: self.caller.account.clone(),
+            keys,
+            old_use,
+            new_use,
+        })
+    }
+
+    async fn last_used(&self, key_id: &str) -> Result<LastUse, EngineError> {
+        match self.iam.access_key_last_used(key_id).await {
+            Ok(u) => Ok(u),
+            // Gone between the listing and now: the next listing shows it.
+            Err(IamError::NoSuchEntity { .. }) => Ok(LastUse::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn act(
+        &self,
+        locked: &mut LockedPlan,
+        step: Step,
+        seen: &Observed,
+    ) -> Result<(), EngineError> {
+        let user = locked.plan.user.clone();
+        match step {
+            Step::DeleteOrphan { key_id } => {
+                self.retire_key(&user, &key_id, seen).await?;
+                locked.plan.create_intent_at = None;
+                locked.plan.record(
+                    format!(
+                        "deleted orphan key {} left by an interrupted CreateAccessKey (its secret \
+                         was never delivered); creating again",
+                        mask_key(&key_id)
+                    ),
+                    &self.stamp(),
+                );
+                locked.save()?;
+            }
+            Step::CreateKey => self.create_key(locked).await?,
+            Step::Advance { to, action } => {
+                locked.plan.transition(to, action, &self.stamp());
+                locked.save()?;
+            }
+            Step::Deactivate { key_id } => {
+                guard_named(&locked.plan, &key_id)?;
+                let live = live_status(seen, &key_id);
+                let action = if live == Some(KeyStatus::Inactive) {
+                    format!(
+                        "old key {} found already inactive (an earlier run was interrupted after \
+                         deactivating it)",
+                        mask_key(&key_id)
+                    )
+                } else {
+                    self.iam
+                        .update_access_key(&user, &key_id, KeyStatus::Inactive)
+                        .await?;
+                    format!("set old key {} inactive", mask_key(&key_id))
+                };
+                let stamp = self.stamp();
+                let old = &mut locked.plan.old_key;
+                old.status = KeyStatus::Inactive;
+                old.deactivated_at = Some(stamp.at);
+                old.last_used_at_deactivation = seen.old_use.as_ref().and_then(|u| u.at);
+                locked.plan.transition(Phase::Verify, action, &stamp);
+                locked.save()?;
+            }
+            Step::DeleteOld { key_id } => {
+                guard_named(&locked.plan, &key_id)?;
+                let action = match live_status(seen, &key_id) {
+                    None => format!(
+                        "old key {} found already deleted (an earlier run was interrupted after \
+                         deleting it)",
+                        mask_key(&key_id)
+                    ),
+                    Some(KeyStatus::Active) => {
+                        return Err(EngineError::Refused(format!(
+                            "the old key {} is Active; iam-rotate never deletes an active key",
+                            mask_key(&key_id)
+                        )))
+                    }
+                    Some(KeyStatus::Inactive) => {
+                        self.iam.delete_access_key(&user, &key_id).await?;
+                        format!("deleted old key {}", mask_key(&key_id))
+                    }
+                };
+                locked.plan.transition(Phase::Done, action, &self.stamp());
+                locked.save()?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_key(&self, locked: &mut LockedPlan) -> Result<(), EngineError> {
+        let plan = &locked.plan;
+        let destination = Destination::resolve(&plan.delivery, &plan.user, &plan.account)
+            .map_err(EngineError::DeliveryCheck)?;
+        self.deliver
+            .check(&destination)
+            .await
+            .map_err(EngineError::DeliveryCheck)?;
+
+        // CreateAccessKey has no idempotency token: the intent goes to disk
+        // first, so a crash after the call is recognised on resume.
+        locked.plan.create_intent_at = Some(self.clock.system_now());
+        locked.save()?;
+        let user = locked.plan.user.clone();
+        let created = self.iam.create_access_key(&user).await?;
+
+        if let Err(error) = self.deliver.deliver(&destination, &created).await {
+            let key = mask_key(&created.id);
+            drop(created.secret);
+            let cleanup = async {
+                self.iam
+                    .update_access_key(&user, &created.id, KeyStatus::Inactive)
+                    .await?;
+                self.iam.delete_access_key(&user, &created.id).await
+            };
+            if let Err(e) = cleanup.await {
+                // The intent stays: the next run finds the key and deletes it.
+                locked.plan.record(
+                    format!(
+                        "delivery to {destination} failed ({error}); deleting the new key {key} \
+                         failed too ({e}); the next run deletes it"
+                    ),
+                    &self.stamp(),
+                );
+                locked.save()?;
+                return Err(EngineError::DeliveryFailed { error, key });
+            }
+            locked.plan.create_intent_at = None;
+            locked.plan.record(
+                format!("delivery to {destination} failed ({error}); new key {key} deleted"),
+                &self.stamp(),
+            );
+            locked.save()?;
+            return Err(EngineError::DeliveryFailed { error, key });
+        }
+
+        let key = mask_key(&created.id);
+        locked.plan.new_key = Some(NewKey {
+            id: created.id.clone(),
+            created_at: created.created_at,
+        });
+        drop(created);
+        locked.plan.create_intent_at = None;
+        locked.plan.transition(
+            Phase::WaitForAdoption,
+            format!("created new key {key}; secret delivered to {destination}"),
+            &self.stamp(),
+        );
+        locked.save()?;
+        Ok(())
+    }
+
+    /// Deactivates then deletes a key this plan owns: nothing active is
+    /// ever deleted.
+    async fn retire_key(&self, user: &str, key_id: &str, seen: &Observed) -> Result<(), IamError> {
+        if live_status(seen, key_id) == Some(KeyStatus::Active) {
+            self.iam
+                .update_access_key(user, key_id, KeyStatus::Inactive)
+                .await?;
+        }
+        self.iam.delete_access_key(user, key_id).await
+    }
+
+    /// Reactivates the old key (and with `delete_new`, removes the new one)
+    /// from any phase before the old key was deleted.
+    pub async fn rollback(
+        &self,
+        locked: &mut LockedPlan,
+        delete_new: bool,
+    ) -> Result<RunReport, EngineError> {
+        let history_before = locked.plan.history.len();
+        let plan = &locked.plan;
+        if plan.old_key_deleted() {
+            return Err(EngineError::Refused(format!(
+                "cannot roll back {}: the old key {} was deleted{}, and a deleted access key can \
+                 never come back. The new key is the user's key now; to replace it, plan a new \
+                 rotation.",
+                plan.user,
+                mask_key(&plan.old_key.id),
+                plan.history
+                    .iter()
+                    .rev()
+                    .find(|h| h.to == Phase::Done)
+                    .map(|h| format!(" at {}", h.at.format("%Y-%m-%dT%H:%M:%SZ")))
+                    .unwrap_or_default()
+            )));
+        }
+        if self.caller.account != plan.account {
+            return Err(EngineError::Refused(wrong_account(plan, &self.caller)));
+        }
+        let user = plan.user.clone();
+        let keys = match self.iam.list_access_keys(&user).await {
+            Ok(keys) => keys,
+            Err(IamError::NoSuchEntity { .. }) => {
+                return Err(EngineError::Refused(format!(
+                    "cannot roll back {user}: the user no longer exists in account {}",
+                    plan.account
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let seen = Observed {
+            now: self.clock.now(),
+            system_now: self.clock.system_now(),
+            caller_account: self.caller.account.clone(),
+            keys: Some(keys.clone()),
+            old_use: None,
+            new_use: None,
+        };
+        let mut done = Vec::new();
+        if plan.phase != Phase::RolledBack {
+            let Some(old_live) = keys.iter().find(|k| k.id == plan.old_key.id) else {
+                return Err(EngineError::Refused(format!(
+                    "cannot roll back {user}: the old key {} no longer exists in IAM (deleted \
+                     outside iam-rotate). The remaining key is the user's key now.",
+                    mask_key(&plan.old_key.id)
+                )));
+            };
+            if old_live.status == KeyStatus::Inactive {
+                self.iam
+                    .update_access_key(&user, &plan.old_key.id, KeyStatus::Active)
+                    .await?;
+                done.push(format!("reactivated old key {}", mask_key(&plan.old_key.id)));
+            } else {
+                done.push(format!(
+                    "old key {} was still active",
+                    mask_key(&plan.old_key.id)
+                ));
+            }
+        }
+        if delete_new {
+            let mut owned: Vec<String> = Vec::new();
+            if let Some(new_key) = &plan.new_key {
+                if keys.iter().any(|k| k.id == new_key.id) {
+                    owned.push(new_key.id.clone());
+                }
+            } else if plan.create_intent_at.is_some() {
+                // An interrupted create may have left a key only this plan owns.
+                let probe = Plan {
+                    phase: Phase::CreateSecondKey,
+                    old_key: crate::plan::OldKey {
+                        status: keys
+                            .iter()
+                            .find(|k| k.id == plan.old_key.id)
+                            .map(|k| k.status)
+                            .unwrap_or(plan.old_key.status),
+                        ..plan.old_key.clone()
+                    },
+                    ..plan.clone()
+                };
+                if let Ok(Some(orphan)) = rotation::reconcile(&probe, &keys, seen.system_now) {
+                    owned.push(orphan);
+                }
+            }
+            for key_id in owned {
+                self.retire_key(&user, &key_id, &seen).await?;
+                done.push(format!("deleted new key {}", mask_key(&key_id)));
+            }
+        }
+        let stamp = self.stamp();
+        let plan = &mut locked.plan;
+        if plan.phase == Phase::RolledBack {
+            if !done.is_empty() {
+                plan.record(done.join("; "), &stamp);
+            }
+        } else {
+            plan.old_key.status = KeyStatus::Active;
+            plan.create_intent_at = None;
+            plan.blocked_in = None;
+            plan.blocked_reason = None;
+            if done.is_empty() {
+                done.push("rolled back".into());
+            }
+            plan.transition(Phase::RolledBack, format!("rollback: {}", done.join("; ")), &stamp);
+        }
+        locked.save()?;
+        Ok(RunReport {
+            user: locked.plan.user.clone(),
+            account: locked.plan.account.clone(),
+            phase: locked.plan.phase,
+            actions: locked.plan.history[history_before..]
+                .iter()
+                .map(|h| h.action.clone())
+                .collect(),
+            outcome: Outcome::Finished,
+        })
+    }
+}
+
+fn wrong_account(plan: &Plan, caller: &Caller) -> String {
+    format!(
+        "the credentials in use belong to account {}, but the plan for {} is for account {}. \
+         Nothing was changed. Run again with a profile for account {} (--profile or AWS_PROFILE).",
+        caller.account, plan.user, plan.account, plan.account
+    )
+}
+
+/// Defence in depth: the only keys the engine deactivates or deletes as
+/// "old" are the one the plan names.
+fn guard_named(plan: &Plan, key_id: &str) -> Result<(), EngineError> {
+    if plan.old_key.id == key_id {
+        Ok(())
+    } else {
+        Err(EngineError::Refused(format!(
+            "refusing to touch key {}: the plan's old key is {}",
+            mask_key(key_id),
+            mask_key(&plan.old_key.id)
+        )))
+    }
+}
+
+fn live_status(seen: &Observed, key_id: &str) -> Option<KeyStatus> {
+    seen.keys
+        .as_ref()
+        .and_then(|keys| keys.iter().find(|k| k.id == key_id))
+        .map(|k| k.status)
+}
+
+fn record_observation(plan: &mut Plan, seen: &Observed) {
+    if seen.old_use.is_none() && seen.new_use.is_none() {
+        return;
+    }
+    let old = seen.old_use.clone().unwrap_or_default();
+    let new = seen.new_use.clone().unwrap_or_default();
+    plan.observe(Observation {
+        at: seen.now,
+        old_last_used: old.at,
+        old_service: old.service,
+        old_region: old.region,
+        new_last_used: new.at,
+        new_service: new.service,
+        new_region: new.region,
+    });
+}
+
+/// A step in the operator's words, for `--dry-run`.
+pub fn describe(plan: &Plan, step: &Step) -> String {
+    match step {
+        Step::DeleteOrphan { key_id } => format!(
+            "delete orphan key {} left by an interrupted create, then create again",
+            mask_key(key_id)
+        ),
+        Step::CreateKey => format!(
+            "create a second access key and deliver it to {}",
+            plan.delivery
+        ),
+        Step::Advance { to, action } => format!("move to {to}: {action}"),
+        Step::Deactivate { key_id } => format!("set old key {} inactive", mask_key(key_id)),
+        Step::DeleteOld { key_id } => format!("delete old key {}", mask_key(key_id)),
+    }
+}

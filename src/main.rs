@@ -1,0 +1,57 @@
+//! The `iam-rotate` binary: parse, set up logging, run, map the result to
+//! an exit code. The exit-code policy lives here and nowhere else:
+//! 0 done or waiting, 1 error, 2 usage, 3 a plan is blocked.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use iam_rotate::cli::Cli;
+use iam_rotate::commands::{self, Status};
+use iam_rotate::error::UsageError;
+
+fn main() -> ExitCode {
+    // clap prints help (exit 0) or a usage error (exit 2) itself.
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(Status::Success) => ExitCode::SUCCESS,
+        Ok(Status::Failed) => ExitCode::from(1),
+        Ok(Status::Blocked) => ExitCode::from(3),
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("error: {e}");
+            eprintln!("For more information, try '--help'.");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "iam_rotate=info,warn",
+        (false, _) => "iam_rotate=debug,aws_config=debug,aws_smithy_runtime=debug,info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IAM_ROTATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

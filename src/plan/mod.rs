@@ -1,0 +1,11 @@
+//! Plans: the serde model of a plan file and the store that loads, locks and
+//! atomically saves them.
+
+pub mod model;
+pub mod store;
+
+pub use model::{
+    mask_key, HistoryEntry, KeyStatus, NewKey, Observation, OldKey, Phase, Plan, PlanVersion,
+    Stamp,
+};
+pub use store::{LockedPlan, PlanStore};

@@ -1,0 +1,278 @@
+//! The plan file: one YAML document per user, the whole state of that user's
+//! rotation. Field names are a contract with tools outside this crate.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::rotation::policy::Policy;
+
+/// How many last-used samples a plan keeps; older ones are dropped.
+pub const MAX_OBSERVATIONS: usize = 20;
+
+/// The only plan format this build reads and writes.
+pub const PLAN_VERSION: u64 = 1;
+
+/// The next step of a rotation. `phase:` in a plan always names the step to
+/// take next, never the one just taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    CreateSecondKey,
+    WaitForAdoption,
+    CheckLastUsed,
+    SetInactive,
+    Verify,
+    Delete,
+    Done,
+    RolledBack,
+    Blocked,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::CreateSecondKey => "create_second_key",
+            Phase::WaitForAdoption => "wait_for_adoption",
+            Phase::CheckLastUsed => "check_last_used",
+            Phase::SetInactive => "set_inactive",
+            Phase::Verify => "verify",
+            Phase::Delete => "delete",
+            Phase::Done => "done",
+            Phase::RolledBack => "rolled_back",
+            Phase::Blocked => "blocked",
+        }
+    }
+
+    /// A finished plan is never advanced again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Phase::Done | Phase::RolledBack)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An access key's status as IAM names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyStatus {
+    Active,
+    Inactive,
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyStatus::Active => "Active",
+            KeyStatus::Inactive => "Inactive",
+        })
+    }
+}
+
+/// `version: 1`, and nothing else: a plan written by a newer format is
+/// refused rather than half-understood.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanVersion;
+
+impl Serialize for PlanVersion {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(PLAN_VERSION)
+    }
+}
+
+impl<'de> Deserialize<'de> for PlanVersion {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let version = u64::deserialize(deserializer)?;
+        if version == PLAN_VERSION {
+            Ok(PlanVersion)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "unsupported plan version {version}: this iam-rotate reads version \
+                 {PLAN_VERSION}; use the iam-rotate release that wrote this plan"
+            )))
+        }
+    }
+}
+
+/// The key being retired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OldKey {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    /// The status iam-rotate last set or saw; a live key that differs is drift.
+    pub status: KeyStatus,
+    /// When `set_inactive` made it inactive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<DateTime<Utc>>,
+    /// Its last use as IAM reported it when verification started; any later
+    /// use means something still holds this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at_deactivation: Option<DateTime<Utc>>,
+}
+
+/// The key that replaces it, once created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One last-used sample of both keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observation {
+    pub at: DateTime<Utc>,
+    pub old_last_used: Option<DateTime<Utc>>,
+    pub old_service: Option<String>,
+    pub old_region: Option<String>,
+    pub new_last_used: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_region: Option<String>,
+}
+
+/// One entry of the append-only audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    pub from: Phase,
+    pub to: Phase,
+    pub action: String,
+    /// The ARN of the caller that made the change.
+    pub actor: String,
+    /// Set when the change was made under `IAM_ROTATE_NOW`, with the real time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
+}
+
+/// The whole state of one user's rotation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub version: PlanVersion,
+    pub account: String,
+    pub user: String,
+    pub user_arn: String,
+    /// Where the new secret goes, for example `file:/path.csv`.
+    pub delivery: String,
+    pub policy: Policy,
+    pub old_key: OldKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_key: Option<NewKey>,
+    pub phase: Phase,
+    pub phase_since: DateTime<Utc>,
+    /// Set (atomically, on disk) just before CreateAccessKey is called, and
+    /// cleared once the new key is recorded: a plan found with an intent and
+    /// no new key may have an orphan key in IAM.
+    #[serde(default)]
+    pub create_intent_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_in: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_reason: Option<String>,
+    /// The last error a run met on this plan, kept until a run succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub observations: Vec<Observation>,
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Who made a change and on which clock: stamped on every history entry.
+#[derive(Clone, Debug)]
+pub struct Stamp {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub clock: Option<String>,
+}
+
+impl Plan {
+    /// Moves to `to`, recording what was done.
+    pub fn transition(&mut self, to: Phase, action: impl Into<String>, stamp: &Stamp) {
+        let from = self.phase;
+        self.history.push(HistoryEntry {
+            at: stamp.at,
+            from,
+            to,
+            action: action.into(),
+            actor: stamp.actor.clone(),
+            clock: stamp.clock.clone(),
+        });
+        self.phase = to;
+        self.phase_since = stamp.at;
+    }
+
+    /// Records an action that does not change the phase.
+    pub fn record(&mut self, action: impl Into<String>, stamp: &Stamp) {
+        self.history.push(HistoryEntry {
+            at: stamp.at,
+            from: self.phase,
+            to: self.phase,
+            action: action.into(),
+            actor: stamp.actor.clone(),
+            clock: stamp.clock.clone(),
+        });
+    }
+
+    /// Moves to `blocked`, keeping the phase it was in and why.
+    pub fn block(&mut self, reason: impl Into<String>, stamp: &Stamp) {
+        let reason = reason.into();
+        let from = self.phase;
+        self.transition(Phase::Blocked, format!("blocked: {reason}"), stamp);
+        self.blocked_in = Some(from);
+        self.blocked_reason = Some(reason);
+    }
+
+    /// Leaves `blocked` for the phase it was in.
+    pub fn unblock(&mut self, stamp: &Stamp) {
+        let back_to = self.blocked_in.take().unwrap_or(Phase::CreateSecondKey);
+        self.blocked_reason = None;
+        self.transition(
+            back_to,
+            "operator asked to retry (--retry-blocked); guards re-checked",
+            stamp,
+        );
+    }
+
+    pub fn observe(&mut self, observation: Observation) {
+        self.observations.push(observation);
+        if self.observations.len() > MAX_OBSERVATIONS {
+            let excess = self.observations.len() - MAX_OBSERVATIONS;
+            self.observations.drain(..excess);
+        }
+    }
+
+    pub fn last_observation(&self) -> Option<&Observation> {
+        self.observations.last()
+    }
+
+    /// The phase the rotation is really in: for a blocked plan, where it stopped.
+    pub fn effective_phase(&self) -> Phase {
+        match (self.phase, self.blocked_in) {
+            (Phase::Blocked, Some(inner)) => inner,
+            (phase, _) => phase,
+        }
+    }
+
+    /// True once DeleteAccessKey removed the old key: it can never come back.
+    pub fn old_key_deleted(&self) -> bool {
+        self.phase == Phase::Done
+    }
+}
+
+/// `AKIA…WXYZ`: enough to tell keys apart in prose, never the full id.
+pub fn mask_key(id: &str) -> String {
+    if id.len() <= 8 || !id.is_ascii() {
+        return id.to_string();
+    }
+    format!("{}…{}", &id[..4], &id[id.len() - 4..])
+}

@@ -1,0 +1,183 @@
+//! Writing new plans: reads the user and their keys, refuses what cannot be
+//! rotated safely (two keys, no active key, an unfinished plan), and writes
+//! the plan in phase `create_second_key`. Changes nothing in AWS.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::deliver::Destination;
+use crate::iam::{Caller, Iam, IamError, LiveKey};
+use crate::plan::store::{is_valid_user_name, PlanError};
+use crate::plan::{mask_key, KeyStatus, OldKey, Phase, Plan, PlanStore, PlanVersion, Stamp};
+use crate::rotation::policy::Policy;
+
+/// What `plan` did for one user.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Planned {
+    /// A new plan was written.
+    Planned {
+        path: PathBuf,
+        old_key: String,
+        replaced: Option<Phase>,
+    },
+    /// Left alone: nothing is wrong, but nothing to do (for example an
+    /// unfinished plan exists, or the key is young).
+    Skipped { reason: String },
+    /// Cannot be planned as things are; the reason says what to do.
+    Refused { reason: String },
+}
+
+/// What to plan with.
+pub struct PlanRequest<'a> {
+    pub user: &'a str,
+    pub policy: &'a Policy,
+    /// The delivery spec, placeholders unfilled.
+    pub delivery: &'a str,
+    /// With `--older-than`: only plan when the active key is older than this.
+    pub older_than: Option<chrono::Duration>,
+}
+
+pub async fn plan_user(
+    iam: &dyn Iam,
+    store: &PlanStore,
+    caller: &Caller,
+    stamp: &Stamp,
+    request: &PlanRequest<'_>,
+) -> Result<Planned, PlanError> {
+    let user = request.user;
+    let account = &caller.account;
+    if !is_valid_user_name(user) {
+        return Ok(Planned::Refused {
+            reason: format!(
+                "{user:?} is not a valid IAM user name (letters, digits and +=,.@_- only)"
+            ),
+        });
+    }
+    let path = store.path_for(account, user);
+    let mut replaced = None;
+    if path.exists() {
+        let existing = PlanStore::load(&path)?;
+        if !existing.phase.is_finished() {
+            return Ok(Planned::Skipped {
+                reason: format!(
+                    "an unfinished plan exists at {} (phase {}); it is never reset. Run it, roll \
+                     it back, or move it away to plan again",
+                    path.display(),
+                    existing.phase
+                ),
+            });
+        }
+        replaced = Some(existing.phase);
+    }
+    let destination = match Destination::resolve(request.delivery, user, account) {
+        Ok(d) => d,
+        Err(e) => return Ok(Planned::Refused { reason: e.to_string() }),
+    };
+    let user_info = match iam.get_user(user).await {
+        Ok(u) => u,
+        Err(IamError::NoSuchEntity { .. }) => {
+            return Ok(Planned::Refused {
+                reason: format!("there is no IAM user {user} in account {account}"),
+            })
+        }
+        Err(e) => return Ok(Planned::Refused { reason: e.to_string() }),
+    };
+    let keys = match iam.list_access_keys(user).await {
+        Ok(keys) => keys,
+        Err(e) => return Ok(Planned::Refused { reason: e.to_string() }),
+    };
+    let old = match pick_old_key(user, &keys) {
+        Ok(old) => old,
+        Err(reason) => return Ok(Planned::Refused { reason }),
+    };
+    if let Some(min_age) = request.older_than {
+        if stamp.at - old.created_at < min_age {
+            return Ok(Planned::Skipped {
+                reason: format!(
+                    "its key {} is younger than the --older-than limit",
+                    mask_key(&old.id)
+                ),
+            });
+        }
+    }
+    let mut plan = Plan {
+        version: PlanVersion,
+        account: account.clone(),
+        user: user.to_string(),
+        user_arn: user_info.arn,
+        delivery: destination.to_string(),
+        policy: request.policy.clone(),
+        old_key: OldKey {
+            id: old.id.clone(),
+            created_at: old.created_at,
+            status: KeyStatus::Active,
+            deactivated_at: None,
+            last_used_at_deactivation: None,
+        },
+        new_key: None,
+        phase: Phase::CreateSecondKey,
+        phase_since: stamp.at,
+        create_intent_at: None,
+        blocked_in: None,
+        blocked_reason: None,
+        last_error: None,
+        observations: Vec::new(),
+        history: Vec::new(),
+    };
+    plan.record(
+        format!(
+            "planned: rotate key {} (created {}) with adoption_wait {}, quiet_period {}, \
+             verify_period {}",
+            mask_key(&old.id),
+            old.created_at.format("%Y-%m-%d"),
+            plan.policy.adoption_wait,
+            plan.policy.quiet_period,
+            plan.policy.verify_period
+        ),
+        stamp,
+    );
+    match PlanStore::create(&path, plan)? {
+        Some(_) => Ok(Planned::Planned {
+            path,
+            old_key: old.id.clone(),
+            replaced,
+        }),
+        None => Ok(Planned::Skipped {
+            reason: format!("{} is locked by another iam-rotate process", path.display()),
+        }),
+    }
+}
+
+/// The one active key to rotate, or why there is none.
+fn pick_old_key<'k>(user: &str, keys: &'k [LiveKey]) -> Result<&'k LiveKey, String> {
+    match keys {
+        [] => Err(format!(
+            "{user} has no access key: there is nothing to rotate"
+        )),
+        [only] if only.status == KeyStatus::Active => Ok(only),
+        [only] => Err(format!(
+            "{user}'s only access key {} is Inactive: there is nothing in use to rotate. Delete \
+             it if it is not needed (`aws iam delete-access-key --user-name {user} \
+             --access-key-id {}`)",
+            mask_key(&only.id),
+            only.id
+        )),
+        many => Err(format!(
+            "{user} already has two access keys ({}), IAM's limit, so there is no room for a \
+             second key. Find which one is no longer used (`iam-rotate report` shows last use), \
+             delete it (`aws iam delete-access-key --user-name {user} --access-key-id ID`), then \
+             plan again",
+            many.iter()
+                .map(|k| format!(
+                    "{} {} created {}",
+                    mask_key(&k.id),
+                    k.status,
+                    k.created_at.format("%Y-%m-%d")
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    }
+}
