@@ -43,11 +43,11 @@ impl fmt::Display for HumanDuration {
         let secs = self.0.as_secs();
         let (value, unit) = if secs == 0 {
             (0, "s")
-        } else if secs % 86_400 == 0 {
+        } else if secs.is_multiple_of(86_400) {
             (secs / 86_400, "d")
-        } else if secs % 3600 == 0 {
+        } else if secs.is_multiple_of(3600) {
             (secs / 3600, "h")
-        } else if secs % 60 == 0 {
+        } else if secs.is_multiple_of(60) {
             (secs / 60, "m")
         } else {
             (secs, "s")

@@ -23,7 +23,9 @@ pub enum EngineError {
     Iam(#[from] IamError),
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("{0}. Nothing was created; fix the destination (or `delivery:` in the plan) and run again.")]
+    #[error(
+        "{0}. Nothing was created; fix the destination (or `delivery:` in the plan) and run again."
+    )]
     DeliveryCheck(DeliverError),
     #[error("{error}. The new key {key} was deleted again, since its secret cannot be recovered; the plan stays in create_second_key. Fix the destination and run again.")]
     DeliveryFailed { error: DeliverError, key: String },
@@ -454,7 +456,10 @@ impl Engine<'_> {
                 self.iam
                     .update_access_key(&user, &plan.old_key.id, KeyStatus::Active)
                     .await?;
-                done.push(format!("reactivated old key {}", mask_key(&plan.old_key.id)));
+                done.push(format!(
+                    "reactivated old key {}",
+                    mask_key(&plan.old_key.id)
+                ));
             } else {
                 done.push(format!(
                     "old key {} was still active",
@@ -505,7 +510,11 @@ impl Engine<'_> {
             if done.is_empty() {
                 done.push("rolled back".into());
             }
-            plan.transition(Phase::RolledBack, format!("rollback: {}", done.join("; ")), &stamp);
+            plan.transition(
+                Phase::RolledBack,
+                format!("rollback: {}", done.join("; ")),
+                &stamp,
+            );
         }
         locked.save()?;
         Ok(RunReport {

@@ -73,7 +73,11 @@ pub async fn plan_user(
     }
     let destination = match Destination::resolve(request.delivery, user, account) {
         Ok(d) => d,
-        Err(e) => return Ok(Planned::Refused { reason: e.to_string() }),
+        Err(e) => {
+            return Ok(Planned::Refused {
+                reason: e.to_string(),
+            })
+        }
     };
     let user_info = match iam.get_user(user).await {
         Ok(u) => u,
@@ -82,11 +86,19 @@ pub async fn plan_user(
                 reason: format!("there is no IAM user {user} in account {account}"),
             })
         }
-        Err(e) => return Ok(Planned::Refused { reason: e.to_string() }),
+        Err(e) => {
+            return Ok(Planned::Refused {
+                reason: e.to_string(),
+            })
+        }
     };
     let keys = match iam.list_access_keys(user).await {
         Ok(keys) => keys,
-        Err(e) => return Ok(Planned::Refused { reason: e.to_string() }),
+        Err(e) => {
+            return Ok(Planned::Refused {
+                reason: e.to_string(),
+            })
+        }
     };
     let old = match pick_old_key(user, &keys) {
         Ok(old) => old,

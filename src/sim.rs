@@ -137,7 +137,10 @@ impl SimAccount {
 
     /// Makes the caller appear to be in another account.
     pub fn set_caller_account(&self, account: &str) {
-        *self.caller_account.lock().unwrap_or_else(|e| e.into_inner()) = account.to_string();
+        *self
+            .caller_account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = account.to_string();
     }
 
     /// The live keys of a user: (id, status).
@@ -311,13 +314,13 @@ impl Iam for SimAccount {
     ) -> Result<(), IamError> {
         let mut state = self.begin(format!("UpdateAccessKey {user} {key_id} {status}"))?;
         let u = state.users.get_mut(user).ok_or_else(|| no_user(user))?;
-        let key = u
-            .keys
-            .iter_mut()
-            .find(|k| k.id == key_id)
-            .ok_or_else(|| IamError::NoSuchEntity {
-                what: format!("access key {key_id}"),
-            })?;
+        let key =
+            u.keys
+                .iter_mut()
+                .find(|k| k.id == key_id)
+                .ok_or_else(|| IamError::NoSuchEntity {
+                    what: format!("access key {key_id}"),
+                })?;
         key.status = status;
         Ok(())
     }

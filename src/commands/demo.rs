@@ -63,7 +63,10 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
     };
     let delivery = format!("file:{}/credentials/{{user}}.csv", workdir.path().display());
     let policy = Policy::default();
-    say(format!("== day 0 ({}): iam-rotate plan alice bob carol", start.format("%Y-%m-%d")));
+    say(format!(
+        "== day 0 ({}): iam-rotate plan alice bob carol",
+        start.format("%Y-%m-%d")
+    ));
     for user in USERS {
         let request = PlanRequest {
             user,
@@ -86,10 +89,13 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
         // What the applications do that day.
         for (i, user) in USERS.iter().enumerate() {
             let keys = sim.keys(user);
-            let new_key = keys.iter().find(|(id, _)| id != &old_keys[i]).map(|(id, _)| id.clone());
+            let new_key = keys
+                .iter()
+                .find(|(id, _)| id != &old_keys[i])
+                .map(|(id, _)| id.clone());
             let still_on_old = match *user {
-                "bob" => day < 6,       // bob's batch job is updated on day 6
-                "carol" => day == 9,    // a forgotten cron job of carol's runs on day 9
+                "bob" => day < 6,    // bob's batch job is updated on day 6
+                "carol" => day == 9, // a forgotten cron job of carol's runs on day 9
                 _ => false,
             };
             if still_on_old || (day < 1 && new_key.is_none()) {
@@ -122,7 +128,10 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
                 && matches!(rep.outcome, crate::engine::Outcome::Blocked { .. }))
         });
         if carol_blocked && !rolled_back {
-            say("\n== the operator reads carol's reason and rolls back: iam-rotate rollback carol".into());
+            say(
+                "\n== the operator reads carol's reason and rolls back: iam-rotate rollback carol"
+                    .into(),
+            );
             let path = store.path_for(ACCOUNT, "carol");
             if let Some(mut locked) = PlanStore::lock(&path)? {
                 let report = engine.rollback(&mut locked, false).await?;

@@ -28,7 +28,10 @@ pub async fn execute(context: &Context, args: RollbackArgs) -> anyhow::Result<St
         output::json(&report)?;
     } else {
         if report.actions.is_empty() {
-            output::line(format!("{}: already rolled back; nothing to do", report.user));
+            output::line(format!(
+                "{}: already rolled back; nothing to do",
+                report.user
+            ));
         }
         for action in &report.actions {
             output::line(format!("{}: {action}", report.user));

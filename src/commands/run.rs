@@ -31,7 +31,9 @@ impl RunResult {
                 Outcome::Blocked { .. } | Outcome::WrongAccount { .. } => Status::Blocked,
                 _ => Status::Success,
             },
-            RunResult::Other { state: "failed", .. } => Status::Failed,
+            RunResult::Other {
+                state: "failed", ..
+            } => Status::Failed,
             RunResult::Other { .. } => Status::Success,
         }
     }
@@ -126,7 +128,9 @@ pub fn print_result(result: &RunResult, now: chrono::DateTime<chrono::Utc>) {
                 output::line(format!("{}: {action}", r.user));
             }
             match &r.outcome {
-                Outcome::Finished => output::line(format!("{}: {} - nothing more to do", r.user, r.phase)),
+                Outcome::Finished => {
+                    output::line(format!("{}: {} - nothing more to do", r.user, r.phase))
+                }
                 Outcome::Waiting {
                     until,
                     reason,

@@ -85,12 +85,10 @@ pub async fn execute(context: &Context, args: ShowArgs) -> anyhow::Result<Status
             .observations
             .iter()
             .map(|o| {
-                let place = |svc: &Option<String>, region: &Option<String>| {
-                    match (svc, region) {
-                        (Some(s), Some(r)) => format!(" {s} {r}"),
-                        (Some(s), None) => format!(" {s}"),
-                        _ => String::new(),
-                    }
+                let place = |svc: &Option<String>, region: &Option<String>| match (svc, region) {
+                    (Some(s), Some(r)) => format!(" {s} {r}"),
+                    (Some(s), None) => format!(" {s}"),
+                    _ => String::new(),
                 };
                 vec![
                     time(o.at),
@@ -107,7 +105,10 @@ pub async fn execute(context: &Context, args: ShowArgs) -> anyhow::Result<Status
                 ]
             })
             .collect();
-        output::line(output::table(&["AT", "OLD KEY LAST USED", "NEW KEY LAST USED"], rows));
+        output::line(output::table(
+            &["AT", "OLD KEY LAST USED", "NEW KEY LAST USED"],
+            rows,
+        ));
     }
     output::line("\nhistory");
     let rows = plan

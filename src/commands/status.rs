@@ -103,9 +103,7 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
     let rows: Vec<Row> = paths
         .into_iter()
         .map(|path| match PlanStore::load(&path) {
-            Ok(plan) => {
-                Row::Plan(Box::new(StatusRow::new(&plan, path, now)))
-            }
+            Ok(plan) => Row::Plan(Box::new(StatusRow::new(&plan, path, now))),
             Err(e) => {
                 status = Status::Failed;
                 Row::Unreadable(Unreadable {
@@ -149,7 +147,14 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
         })
         .collect();
     output::line(output::table(
-        &["USER", "PHASE", "SINCE", "NEXT STEP", "DUE AT", "BLOCKED REASON"],
+        &[
+            "USER",
+            "PHASE",
+            "SINCE",
+            "NEXT STEP",
+            "DUE AT",
+            "BLOCKED REASON",
+        ],
         table_rows,
     ));
     Ok(status)

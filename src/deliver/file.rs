@@ -69,8 +69,7 @@ pub(super) fn deliver(
     if named != key.id {
         let _ = fs::remove_file(path);
         return Err(fail(
-            "reading the file back did not find the new key id; something else writes there"
-                .into(),
+            "reading the file back did not find the new key id; something else writes there".into(),
         ));
     }
     Ok(())

@@ -131,8 +131,11 @@ pub trait Deliver: Send + Sync {
 
     /// Writes the key, then reads the destination back: it must name the
     /// new key id. On error nothing half-written stays behind.
-    async fn deliver(&self, destination: &Destination, key: &CreatedKey)
-        -> Result<(), DeliverError>;
+    async fn deliver(
+        &self,
+        destination: &Destination,
+        key: &CreatedKey,
+    ) -> Result<(), DeliverError>;
 }
 
 /// The real destinations.
@@ -191,8 +194,12 @@ mod tests {
 
     #[test]
     fn placeholders_fill_every_kind() {
-        let d = Destination::resolve("secretsmanager:iam/{account}/{user}", "alice", "123456789012")
-            .unwrap();
+        let d = Destination::resolve(
+            "secretsmanager:iam/{account}/{user}",
+            "alice",
+            "123456789012",
+        )
+        .unwrap();
         assert_eq!(
             d,
             Destination::SecretsManager("iam/123456789012/alice".into())
@@ -207,8 +214,16 @@ mod tests {
 
     #[test]
     fn bad_specs_say_what_is_accepted() {
-        for spec in ["ftp:/x", "file:", "ssm:name", "file:/x/{owner}.csv", "nothing"] {
-            let err = Destination::resolve(spec, "a", "1").unwrap_err().to_string();
+        for spec in [
+            "ftp:/x",
+            "file:",
+            "ssm:name",
+            "file:/x/{owner}.csv",
+            "nothing",
+        ] {
+            let err = Destination::resolve(spec, "a", "1")
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(spec), "{err}");
         }
     }

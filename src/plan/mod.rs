@@ -5,7 +5,6 @@ pub mod model;
 pub mod store;
 
 pub use model::{
-    mask_key, HistoryEntry, KeyStatus, NewKey, Observation, OldKey, Phase, Plan, PlanVersion,
-    Stamp,
+    mask_key, HistoryEntry, KeyStatus, NewKey, Observation, OldKey, Phase, Plan, PlanVersion, Stamp,
 };
 pub use store::{LockedPlan, PlanStore};

@@ -21,7 +21,9 @@ pub enum PlanError {
         column: usize,
         message: String,
     },
-    #[error("{path}: {message}. Fix the plan file (or restore it from version control) and run again.")]
+    #[error(
+        "{path}: {message}. Fix the plan file (or restore it from version control) and run again."
+    )]
     Invalid { path: String, message: String },
     #[error("no plan at {path}. Create one with `iam-rotate plan {user}`, or check --plans-dir (env IAM_ROTATE_PLANS_DIR).")]
     NotFound { path: String, user: String },

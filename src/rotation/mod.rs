@@ -79,9 +79,7 @@ pub fn needs_last_used(phase: Phase) -> (bool, bool) {
         | Phase::SetInactive
         | Phase::Verify
         | Phase::Delete => (true, true),
-        Phase::CreateSecondKey | Phase::Done | Phase::RolledBack | Phase::Blocked => {
-            (false, false)
-        }
+        Phase::CreateSecondKey | Phase::Done | Phase::RolledBack | Phase::Blocked => (false, false),
     }
 }
 

@@ -111,7 +111,11 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            allowed.resolve(Policy::default()).unwrap().quiet_period.to_string(),
+            allowed
+                .resolve(Policy::default())
+                .unwrap()
+                .quiet_period
+                .to_string(),
             "1h"
         );
     }

@@ -1,0 +1,793 @@
+//! Every phase and every guard, against the simulated account on a clock the
+//! tests move. Each test states the world, runs the engine, and checks the
+//! plan, IAM's keys and the writes made.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use crate::clock::{Clock, ManualClock};
+use crate::deliver::{Deliver, DeliverError, Destination};
+use crate::engine::{Engine, EngineError, Outcome, RunOptions, RunReport};
+use crate::iam::{CreatedKey, Iam};
+use crate::plan::{KeyStatus, Phase, Plan, PlanStore, Stamp};
+use crate::planner::{plan_user, PlanRequest, Planned};
+use crate::rotation::policy::Policy;
+use crate::sim::SimAccount;
+
+const ACCOUNT: &str = "111122223333";
+
+/// Records which key ids were delivered; can be told to fail.
+#[derive(Default)]
+struct TestDeliver {
+    delivered: Mutex<Vec<String>>,
+    fail_check: Mutex<bool>,
+    fail_deliver: Mutex<bool>,
+}
+
+#[async_trait]
+impl Deliver for TestDeliver {
+    async fn check(&self, destination: &Destination) -> Result<(), DeliverError> {
+        if *self.fail_check.lock().unwrap() {
+            return Err(DeliverError::failed(destination, "not writable (test)"));
+        }
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        destination: &Destination,
+        key: &CreatedKey,
+    ) -> Result<(), DeliverError> {
+        if *self.fail_deliver.lock().unwrap() {
+            return Err(DeliverError::failed(destination, "write failed (test)"));
+        }
+        self.delivered.lock().unwrap().push(key.id.clone());
+        Ok(())
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    clock: ManualClock,
+    sim: SimAccount,
+    store: PlanStore,
+    deliver: TestDeliver,
+}
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(start());
+        let sim = SimAccount::new(ACCOUNT, Arc::new(clock.clone()));
+        let store = PlanStore::new(dir.path().join("plans"));
+        World {
+            _dir: dir,
+            clock,
+            sim,
+            store,
+            deliver: TestDeliver::default(),
+        }
+    }
+
+    /// A user with one active key, 200 days old, last used an hour ago.
+    fn user(&self, name: &str) -> String {
+        self.sim.add_user(name);
+        let key = self.sim.add_key(name, start() - Duration::days(200));
+        self.clock.advance(-Duration::hours(1));
+        self.sim.use_key(&key, "s3", "eu-west-1");
+        self.clock.advance(Duration::hours(1));
+        key
+    }
+
+    fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    async fn plan_with(&self, user: &str, policy: Policy) -> Planned {
+        let caller = self.sim.caller_identity().await.unwrap();
+        let stamp = Stamp {
+            at: self.clock.now(),
+            actor: caller.arn.clone(),
+            clock: None,
+        };
+        plan_user(
+            &self.sim,
+            &self.store,
+            &caller,
+            &stamp,
+            &PlanRequest {
+                user,
+                policy: &policy,
+                delivery: "file:/tmp/{user}.csv",
+                older_than: None,
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn plan(&self, user: &str) -> Planned {
+        self.plan_with(user, Policy::default()).await
+    }
+
+    fn path(&self, user: &str) -> std::path::PathBuf {
+        self.store.path_for(ACCOUNT, user)
+    }
+
+    fn load(&self, user: &str) -> Plan {
+        PlanStore::load(&self.path(user)).unwrap()
+    }
+
+    fn save(&self, plan: Plan) {
+        let mut locked = PlanStore::lock(&self.path(&plan.user)).unwrap().unwrap();
+        locked.plan = plan;
+        locked.save().unwrap();
+    }
+
+    async fn engine(&self) -> Engine<'_> {
+        Engine {
+            iam: &self.sim,
+            clock: &self.clock,
+            deliver: &self.deliver,
+            caller: self.sim.caller_identity().await.unwrap(),
+        }
+    }
+
+    async fn run_with(&self, user: &str, options: RunOptions) -> Result<RunReport, EngineError> {
+        let mut locked = PlanStore::lock(&self.path(user)).unwrap().unwrap();
+        self.engine().await.run(&mut locked, options).await
+    }
+
+    async fn run(&self, user: &str) -> RunReport {
+        self.run_with(user, RunOptions::default()).await.unwrap()
+    }
+
+    async fn rollback(&self, user: &str, delete_new: bool) -> Result<RunReport, EngineError> {
+        let mut locked = PlanStore::lock(&self.path(user)).unwrap().unwrap();
+        self.engine().await.rollback(&mut locked, delete_new).await
+    }
+
+    fn new_key(&self, user: &str) -> String {
+        self.load(user).new_key.expect("plan records a new key").id
+    }
+
+    fn statuses(&self, user: &str) -> Vec<(String, KeyStatus)> {
+        self.sim.keys(user)
+    }
+}
+
+fn zero_policy() -> Policy {
+    "adoption_wait: 0s\nquiet_period: 0s\nverify_period: 0s\nrequire_new_key_use: false\n"
+        .parse_policy()
+}
+
+trait ParsePolicy {
+    fn parse_policy(&self) -> Policy;
+}
+
+impl ParsePolicy for str {
+    fn parse_policy(&self) -> Policy {
+        serde_yaml::from_str(self).unwrap()
+    }
+}
+
+fn waiting(report: &RunReport) -> (Option<DateTime<Utc>>, String) {
+    match &report.outcome {
+        Outcome::Waiting { until, reason, .. } => (*until, reason.clone()),
+        other => panic!("expected a wait, got {other:?} in phase {}", report.phase),
+    }
+}
+
+fn blocked(report: &RunReport) -> String {
+    match &report.outcome {
+        Outcome::Blocked { reason } => reason.clone(),
+        other => panic!("expected blocked, got {other:?} in phase {}", report.phase),
+    }
+}
+
+/// Takes a planned user to `verify` with the default policy.
+async fn to_verify(w: &World, user: &str) -> (String, String) {
+    let old = w.user(user);
+    w.plan(user).await;
+    w.run(user).await;
+    let new = w.new_key(user);
+    w.sim.use_key(&new, "s3", "eu-west-1");
+    w.advance(Duration::days(6));
+    w.sim.use_key(&old, "s3", "eu-west-1");
+    w.advance(Duration::days(1));
+    let report = w.run(user).await;
+    // The old key was used a day ago: quiet_period runs from then.
+    assert_eq!(report.phase, Phase::CheckLastUsed, "{report:?}");
+    w.advance(Duration::days(2));
+    w.advance(Duration::days(3));
+    let report = w.run(user).await;
+    assert_eq!(report.phase, Phase::Verify, "{report:?}");
+    (old, new)
+}
+
+#[tokio::test]
+async fn happy_path_with_zero_policy_runs_to_done_in_one_run() {
+    let w = World::new();
+    let old = w.user("alice");
+    assert!(matches!(
+        w.plan_with("alice", zero_policy()).await,
+        Planned::Planned { .. }
+    ));
+    assert!(w.sim.writes().is_empty(), "planning writes nothing to IAM");
+    // The old key is used "now": quiet_period 0s still lets it go.
+    let report = w.run("alice").await;
+    assert_eq!(report.phase, Phase::Done, "{report:?}");
+    assert_eq!(report.outcome, Outcome::Finished);
+    let new = w.new_key("alice");
+    assert_eq!(w.statuses("alice"), vec![(new.clone(), KeyStatus::Active)]);
+    let writes = w.sim.writes();
+    assert_eq!(
+        writes,
+        vec![
+            "CreateAccessKey alice".to_string(),
+            format!("UpdateAccessKey alice {old} Inactive"),
+            format!("DeleteAccessKey alice {old}"),
+        ]
+    );
+    assert_eq!(*w.deliver.delivered.lock().unwrap(), vec![new]);
+    let plan = w.load("alice");
+    let phases: Vec<(Phase, Phase)> = plan.history.iter().map(|h| (h.from, h.to)).collect();
+    assert_eq!(
+        phases,
+        vec![
+            (Phase::CreateSecondKey, Phase::CreateSecondKey),
+            (Phase::CreateSecondKey, Phase::WaitForAdoption),
+            (Phase::WaitForAdoption, Phase::CheckLastUsed),
+            (Phase::CheckLastUsed, Phase::SetInactive),
+            (Phase::SetInactive, Phase::Verify),
+            (Phase::Verify, Phase::Delete),
+            (Phase::Delete, Phase::Done),
+        ]
+    );
+    assert!(plan
+        .history
+        .iter()
+        .all(|h| h.actor == "arn:aws:iam::111122223333:user/operator"));
+}
+
+#[tokio::test]
+async fn each_phase_waits_for_its_own_condition() {
+    let w = World::new();
+    let old = w.user("bob");
+    w.plan("bob").await;
+
+    // create_second_key -> wait_for_adoption, then waits for 7 days and use.
+    let report = w.run("bob").await;
+    assert_eq!(report.phase, Phase::WaitForAdoption);
+    let (until, reason) = waiting(&report);
+    assert_eq!(until, Some(start() + Duration::days(7)));
+    assert!(
+        reason.contains("to be used") && reason.contains("adoption wait of 7d"),
+        "{reason}"
+    );
+    let new = w.new_key("bob");
+
+    // A second run before the wait ends changes nothing in IAM.
+    let writes = w.sim.writes().len();
+    let report = w.run("bob").await;
+    assert_eq!(report.phase, Phase::WaitForAdoption);
+    assert!(report.actions.is_empty());
+    assert_eq!(w.sim.writes().len(), writes);
+
+    // Time passes but the new key is never used: still waiting, no deadline.
+    w.advance(Duration::days(8));
+    let (until, reason) = waiting(&w.run("bob").await);
+    assert_eq!(until, None);
+    assert!(reason.contains("never has been"), "{reason}");
+
+    // Used: on to check_last_used, which waits for the old key's quiet period.
+    w.sim.use_key(&new, "ec2", "us-east-1");
+    w.sim.use_key(&old, "s3", "eu-west-1");
+    let report = w.run("bob").await;
+    assert_eq!(report.phase, Phase::CheckLastUsed);
+    let (until, reason) = waiting(&report);
+    assert_eq!(until, Some(w.clock.now() + Duration::days(3)));
+    assert!(reason.contains("by s3 in eu-west-1"), "{reason}");
+
+    // Quiet for three days: set inactive, then verify for 7 days.
+    w.advance(Duration::days(3));
+    let report = w.run("bob").await;
+    assert_eq!(report.phase, Phase::Verify);
+    assert_eq!(
+        w.statuses("bob"),
+        vec![
+            (old.clone(), KeyStatus::Inactive),
+            (new.clone(), KeyStatus::Active)
+        ]
+    );
+    let (until, _) = waiting(&report);
+    assert_eq!(until, Some(w.clock.now() + Duration::days(7)));
+
+    w.advance(Duration::days(7));
+    let report = w.run("bob").await;
+    assert_eq!(report.phase, Phase::Done);
+    assert_eq!(w.statuses("bob"), vec![(new, KeyStatus::Active)]);
+}
+
+#[tokio::test]
+async fn require_new_key_use_off_moves_on_after_the_wait_alone() {
+    let w = World::new();
+    w.user("dave");
+    let policy =
+        "adoption_wait: 1d\nquiet_period: 4h\nverify_period: 1d\nrequire_new_key_use: false\n"
+            .parse_policy();
+    w.plan_with("dave", policy).await;
+    w.run("dave").await;
+    w.advance(Duration::days(1));
+    let report = w.run("dave").await;
+    assert_eq!(report.phase, Phase::Verify, "{report:?}");
+    w.advance(Duration::days(1));
+    assert_eq!(w.run("dave").await.phase, Phase::Done);
+}
+
+#[tokio::test]
+async fn old_key_in_use_holds_the_plan_in_check_last_used() {
+    let w = World::new();
+    let old = w.user("erin");
+    w.plan("erin").await;
+    w.run("erin").await;
+    w.sim.use_key(&w.new_key("erin"), "s3", "eu-west-1");
+    w.advance(Duration::days(6));
+    for _ in 0..10 {
+        w.advance(Duration::days(2));
+        w.sim.use_key(&old, "dynamodb", "eu-west-1");
+        let report = w.run("erin").await;
+        assert_eq!(report.phase, Phase::CheckLastUsed);
+        let (_, reason) = waiting(&report);
+        assert!(reason.contains("dynamodb in eu-west-1"), "{reason}");
+    }
+    assert_eq!(
+        w.sim.writes().len(),
+        1,
+        "only the create: {:?}",
+        w.sim.writes()
+    );
+    let plan = w.load("erin");
+    assert!(!plan.observations.is_empty());
+    assert!(plan.observations.len() <= 20);
+}
+
+#[tokio::test]
+async fn set_inactive_rechecks_and_never_deactivates_a_key_used_again() {
+    let w = World::new();
+    let old = w.user("fay");
+    w.plan("fay").await;
+    w.run("fay").await;
+    // Stop in set_inactive as an interrupted run would.
+    let mut plan = w.load("fay");
+    plan.phase = Phase::SetInactive;
+    w.save(plan);
+    w.sim.use_key(&old, "s3", "eu-west-1");
+    let report = w.run("fay").await;
+    assert_eq!(report.phase, Phase::CheckLastUsed);
+    assert_eq!(w.sim.writes().len(), 1, "{:?}", w.sim.writes());
+    assert_eq!(w.statuses("fay")[0], (old, KeyStatus::Active));
+}
+
+#[tokio::test]
+async fn use_after_deactivation_blocks_verify_and_retry_rebaselines() {
+    let w = World::new();
+    let (old, _) = to_verify(&w, "gus").await;
+    w.advance(Duration::hours(5));
+    w.sim.use_key(&old, "lambda", "us-west-2");
+    let report = w.run("gus").await;
+    let reason = blocked(&report);
+    assert!(
+        reason.contains("rollback gus") && reason.contains("--retry-blocked"),
+        "{reason}"
+    );
+    let plan = w.load("gus");
+    assert_eq!(plan.phase, Phase::Blocked);
+    assert_eq!(plan.blocked_in, Some(Phase::Verify));
+
+    // Blocked stays blocked on a plain run.
+    w.advance(Duration::days(30));
+    assert_eq!(w.run("gus").await.phase, Phase::Blocked);
+
+    // The operator fixed the application: retry takes the latest use as the
+    // new baseline and restarts the verify period.
+    let report = w
+        .run_with(
+            "gus",
+            RunOptions {
+                retry_blocked: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.phase, Phase::Verify, "{report:?}");
+    let (until, _) = waiting(&report);
+    assert_eq!(until, Some(w.clock.now() + Duration::days(7)));
+    w.advance(Duration::days(7));
+    assert_eq!(w.run("gus").await.phase, Phase::Done);
+}
+
+#[tokio::test]
+async fn drift_blocks_without_any_write() {
+    type Drift = fn(&World, &str, &str, &str);
+    let cases: Vec<(&str, Drift, &str)> = vec![
+        (
+            "unknown key",
+            |w, user, _old, _new| {
+                // Someone removed the new key and made their own.
+                w.sim.remove_key(user, &w.new_key(user));
+                w.sim.add_key(user, w.clock.now());
+            },
+            "no longer exists",
+        ),
+        (
+            "old key deactivated by hand",
+            |w, user, old, _new| w.sim.set_status(user, old, KeyStatus::Inactive),
+            "is Inactive in IAM but the plan expects it Active",
+        ),
+        (
+            "old key deleted by hand",
+            |w, user, old, _new| w.sim.remove_key(user, old),
+            "Someone deleted it outside iam-rotate",
+        ),
+        (
+            "new key deactivated by hand",
+            |w, user, _old, new| w.sim.set_status(user, new, KeyStatus::Inactive),
+            "Reactivate it",
+        ),
+        (
+            "user deleted",
+            |w, user, _old, _new| w.sim.remove_user(user),
+            "no longer exists in account",
+        ),
+    ];
+    for (name, drift, expect) in cases {
+        let w = World::new();
+        let old = w.user("hank");
+        w.plan("hank").await;
+        w.run("hank").await;
+        let new = w.new_key("hank");
+        drift(&w, "hank", &old, &new);
+        let writes = w.sim.writes().len();
+        w.advance(Duration::days(8));
+        let report = w.run("hank").await;
+        let reason = blocked(&report);
+        assert!(reason.contains(expect), "{name}: {reason}");
+        assert_eq!(w.sim.writes().len(), writes, "{name}: no write after drift");
+        let plan = w.load("hank");
+        assert_eq!(plan.phase, Phase::Blocked, "{name}");
+        assert_eq!(plan.blocked_in, Some(Phase::WaitForAdoption), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_stranger_key_before_create_blocks_instead_of_hitting_the_limit() {
+    let w = World::new();
+    w.user("ivan");
+    w.plan("ivan").await;
+    // Someone made a second key long after the plan: not ours.
+    w.advance(Duration::hours(2));
+    let mut plan = w.load("ivan");
+    plan.create_intent_at = Some(w.clock.now() - Duration::hours(1));
+    w.save(plan);
+    w.sim.add_key("ivan", w.clock.now());
+    let reason = blocked(&w.run("ivan").await);
+    assert!(reason.contains("does not know"), "{reason}");
+    assert!(w.sim.writes().is_empty());
+}
+
+#[tokio::test]
+async fn wrong_account_touches_nothing_and_keeps_the_plan() {
+    let w = World::new();
+    w.user("jane");
+    w.plan("jane").await;
+    let before = std::fs::read(w.path("jane")).unwrap();
+    w.sim.set_caller_account("999988887777");
+    let report = w.run("jane").await;
+    match &report.outcome {
+        Outcome::WrongAccount { reason } => {
+            assert!(
+                reason.contains("999988887777") && reason.contains(ACCOUNT),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(w.sim.writes().is_empty());
+    assert_eq!(std::fs::read(w.path("jane")).unwrap(), before);
+    let err = w.rollback("jane", true).await.unwrap_err().to_string();
+    assert!(err.contains("999988887777"), "{err}");
+}
+
+#[tokio::test]
+async fn an_interrupted_create_leaves_an_orphan_that_is_deleted_then_replaced() {
+    let w = World::new();
+    let old = w.user("kim");
+    w.plan("kim").await;
+    w.sim.lose_next_create_response();
+    let err = w.run_with("kim", RunOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("connection reset"), "{err}");
+    let plan = w.load("kim");
+    assert_eq!(plan.phase, Phase::CreateSecondKey);
+    assert!(plan.create_intent_at.is_some());
+    assert!(plan.last_error.is_some());
+    let orphan = w
+        .statuses("kim")
+        .into_iter()
+        .find(|(id, _)| *id != old)
+        .unwrap()
+        .0;
+
+    let report = w.run("kim").await;
+    assert_eq!(report.phase, Phase::WaitForAdoption, "{report:?}");
+    let new = w.new_key("kim");
+    assert_ne!(new, orphan);
+    assert_eq!(
+        w.statuses("kim"),
+        vec![(old, KeyStatus::Active), (new.clone(), KeyStatus::Active)]
+    );
+    // The orphan was made inactive before it was deleted.
+    let writes = w.sim.writes();
+    assert_eq!(
+        writes[1..],
+        [
+            format!("UpdateAccessKey kim {orphan} Inactive"),
+            format!("DeleteAccessKey kim {orphan}"),
+            "CreateAccessKey kim".to_string(),
+        ]
+    );
+    let plan = w.load("kim");
+    assert!(plan.last_error.is_none());
+    assert!(plan.create_intent_at.is_none());
+    assert_eq!(*w.deliver.delivered.lock().unwrap(), vec![new]);
+}
+
+#[tokio::test]
+async fn delivery_failures_leave_no_key_and_a_retryable_plan() {
+    let w = World::new();
+    let old = w.user("lee");
+    w.plan("lee").await;
+
+    *w.deliver.fail_check.lock().unwrap() = true;
+    let err = w.run_with("lee", RunOptions::default()).await.unwrap_err();
+    assert!(matches!(err, EngineError::DeliveryCheck(_)), "{err}");
+    assert!(w.sim.writes().is_empty(), "checked before CreateAccessKey");
+    *w.deliver.fail_check.lock().unwrap() = false;
+
+    *w.deliver.fail_deliver.lock().unwrap() = true;
+    let err = w.run_with("lee", RunOptions::default()).await.unwrap_err();
+    assert!(matches!(err, EngineError::DeliveryFailed { .. }), "{err}");
+    assert_eq!(w.statuses("lee"), vec![(old.clone(), KeyStatus::Active)]);
+    let plan = w.load("lee");
+    assert_eq!(plan.phase, Phase::CreateSecondKey);
+    assert!(plan.create_intent_at.is_none());
+    assert!(plan.history.last().unwrap().action.contains("delivery"));
+
+    *w.deliver.fail_deliver.lock().unwrap() = false;
+    let report = w.run("lee").await;
+    assert_eq!(report.phase, Phase::WaitForAdoption);
+    assert_eq!(w.statuses("lee").len(), 2);
+}
+
+#[tokio::test]
+async fn interrupted_deactivate_and_delete_are_recognised() {
+    // Deactivated in IAM, but the plan never recorded it.
+    let w = World::new();
+    let old = w.user("mia");
+    w.plan("mia").await;
+    w.run("mia").await;
+    w.advance(Duration::days(4));
+    let mut plan = w.load("mia");
+    plan.phase = Phase::SetInactive;
+    plan.old_key.status = KeyStatus::Active;
+    w.save(plan);
+    w.sim.set_status("mia", &old, KeyStatus::Inactive);
+    let report = w.run("mia").await;
+    assert_eq!(report.phase, Phase::Verify, "{report:?}");
+    assert!(report
+        .actions
+        .iter()
+        .any(|a| a.contains("already inactive")));
+
+    // Deleted in IAM, but the plan still says delete.
+    let w = World::new();
+    let old = w.user("ned");
+    w.plan("ned").await;
+    w.run("ned").await;
+    let mut plan = w.load("ned");
+    plan.phase = Phase::Delete;
+    plan.old_key.status = KeyStatus::Inactive;
+    w.save(plan);
+    w.sim.remove_key("ned", &old);
+    let report = w.run("ned").await;
+    assert_eq!(report.phase, Phase::Done);
+    assert!(report.actions.iter().any(|a| a.contains("already deleted")));
+}
+
+#[tokio::test]
+async fn transient_failures_keep_the_plan_where_it_was() {
+    let w = World::new();
+    let old = w.user("olga");
+    w.plan_with("olga", zero_policy()).await;
+    w.sim.fail_next("UpdateAccessKey");
+    let err = w.run_with("olga", RunOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("ServiceFailure"), "{err}");
+    let plan = w.load("olga");
+    assert_eq!(plan.phase, Phase::SetInactive);
+    assert!(plan
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("ServiceFailure"));
+    assert_eq!(w.statuses("olga")[0], (old, KeyStatus::Active));
+    assert_eq!(w.run("olga").await.phase, Phase::Done);
+    assert!(w.load("olga").last_error.is_none());
+}
+
+#[tokio::test]
+async fn rollback_from_every_phase_before_delete() {
+    for phase in [
+        Phase::CreateSecondKey,
+        Phase::WaitForAdoption,
+        Phase::CheckLastUsed,
+        Phase::Verify,
+    ] {
+        let w = World::new();
+        let old = w.user("pat");
+        w.plan("pat").await;
+        if phase != Phase::CreateSecondKey {
+            w.run("pat").await;
+            w.sim.use_key(&w.new_key("pat"), "s3", "eu-west-1");
+        }
+        if matches!(phase, Phase::CheckLastUsed | Phase::Verify) {
+            w.advance(Duration::days(6));
+            w.sim.use_key(&old, "s3", "eu-west-1");
+            w.advance(Duration::days(1));
+            w.run("pat").await;
+        }
+        if phase == Phase::Verify {
+            w.advance(Duration::days(3));
+            w.run("pat").await;
+        }
+        assert_eq!(w.load("pat").phase, phase);
+        let report = w.rollback("pat", false).await.unwrap();
+        assert_eq!(report.phase, Phase::RolledBack, "{phase}");
+        let statuses = w.statuses("pat");
+        assert_eq!(statuses[0], (old.clone(), KeyStatus::Active), "{phase}");
+        // The new key, if any, stays unless asked.
+        let expect_keys = if phase == Phase::CreateSecondKey {
+            1
+        } else {
+            2
+        };
+        assert_eq!(statuses.len(), expect_keys, "{phase}");
+        // A rolled-back plan is never advanced.
+        w.advance(Duration::days(100));
+        let writes = w.sim.writes().len();
+        assert_eq!(w.run("pat").await.outcome, Outcome::Finished);
+        assert_eq!(w.sim.writes().len(), writes);
+        // --delete-new afterwards still removes the new key.
+        w.rollback("pat", true).await.unwrap();
+        assert_eq!(w.statuses("pat"), vec![(old, KeyStatus::Active)], "{phase}");
+    }
+}
+
+#[tokio::test]
+async fn rollback_with_delete_new_deactivates_before_deleting() {
+    let w = World::new();
+    let (old, new) = to_verify(&w, "quinn").await;
+    w.rollback("quinn", true).await.unwrap();
+    assert_eq!(w.statuses("quinn"), vec![(old.clone(), KeyStatus::Active)]);
+    let writes = w.sim.writes();
+    let tail: Vec<&String> = writes.iter().rev().take(3).rev().collect();
+    assert_eq!(
+        tail,
+        [
+            &format!("UpdateAccessKey quinn {old} Active"),
+            &format!("UpdateAccessKey quinn {new} Inactive"),
+            &format!("DeleteAccessKey quinn {new}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rollback_after_delete_is_refused() {
+    let w = World::new();
+    w.user("rita");
+    w.plan_with("rita", zero_policy()).await;
+    assert_eq!(w.run("rita").await.phase, Phase::Done);
+    let writes = w.sim.writes().len();
+    let err = w.rollback("rita", false).await.unwrap_err().to_string();
+    assert!(
+        err.contains("cannot come back") || err.contains("deleted"),
+        "{err}"
+    );
+    assert_eq!(w.sim.writes().len(), writes);
+    assert_eq!(w.load("rita").phase, Phase::Done);
+}
+
+#[tokio::test]
+async fn a_locked_plan_is_not_run_twice() {
+    let w = World::new();
+    w.user("sam");
+    w.plan("sam").await;
+    let held = PlanStore::lock(&w.path("sam")).unwrap().unwrap();
+    assert!(PlanStore::lock(&w.path("sam")).unwrap().is_none());
+    drop(held);
+    assert!(PlanStore::lock(&w.path("sam")).unwrap().is_some());
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing() {
+    let w = World::new();
+    w.user("tess");
+    w.plan("tess").await;
+    let before = std::fs::read(w.path("tess")).unwrap();
+    let report = w
+        .run_with(
+            "tess",
+            RunOptions {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    match report.outcome {
+        Outcome::WouldAct { step } => assert!(step.contains("create a second access key")),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.sim.writes().is_empty());
+    assert_eq!(std::fs::read(w.path("tess")).unwrap(), before);
+}
+
+#[tokio::test]
+async fn the_planner_refuses_what_cannot_be_rotated() {
+    let w = World::new();
+    w.user("two");
+    w.sim.add_key("two", start() - Duration::days(10));
+    match w.plan("two").await {
+        Planned::Refused { reason } => {
+            assert!(reason.contains("already has two access keys"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!w.path("two").exists());
+
+    w.sim.add_user("idle");
+    let key = w.sim.add_key("idle", start());
+    w.sim.set_status("idle", &key, KeyStatus::Inactive);
+    assert!(matches!(w.plan("idle").await, Planned::Refused { .. }));
+
+    w.sim.add_user("nokey");
+    assert!(matches!(w.plan("nokey").await, Planned::Refused { .. }));
+    assert!(matches!(w.plan("ghost").await, Planned::Refused { .. }));
+
+    // An unfinished plan is never reset.
+    w.user("busy");
+    w.plan("busy").await;
+    w.run("busy").await;
+    let before = std::fs::read(w.path("busy")).unwrap();
+    assert!(matches!(w.plan("busy").await, Planned::Skipped { .. }));
+    assert_eq!(std::fs::read(w.path("busy")).unwrap(), before);
+    assert!(w.sim.writes().iter().all(|c| c.ends_with("busy")));
+}
+
+#[tokio::test]
+async fn outlook_says_what_happens_next() {
+    let w = World::new();
+    w.user("uma");
+    w.plan("uma").await;
+    w.run("uma").await;
+    let plan = w.load("uma");
+    let outlook = super::outlook(&plan, w.clock.now());
+    let text = format!("{outlook:?}");
+    assert!(text.contains("adoption"), "{text}");
+}
