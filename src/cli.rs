@@ -58,6 +58,33 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
+    /// Work in another account: assume this IAM role (STS AssumeRole, session
+    /// name `iam-rotate`) with the credentials of --profile / the default
+    /// chain. Plans stay in that account's own folder.
+    #[arg(long, global = true, env = "IAM_ROTATE_ROLE_ARN", value_name = "ARN")]
+    pub role_arn: Option<String>,
+
+    /// The external id the role's trust policy asks for (with --role-arn).
+    #[arg(long, global = true, value_name = "ID", requires = "role_arn")]
+    pub external_id: Option<String>,
+
+    /// Attempts per AWS call, the first included, when AWS throttles or
+    /// fails with a 5xx (default 5).
+    #[arg(long, global = true, env = "AWS_MAX_ATTEMPTS", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: Option<u32>,
+
+    /// How retries back off: `adaptive` (default) also slows the whole
+    /// process down when AWS throttles; `standard` backs off per call only.
+    #[arg(
+        long,
+        global = true,
+        env = "AWS_RETRY_MODE",
+        value_enum,
+        value_name = "MODE"
+    )]
+    pub retry_mode: Option<RetryMode>,
+
     /// More detail on stderr (-v: each AWS step, -vv: SDK debug).
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -74,6 +101,14 @@ pub struct Cli {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RetryMode {
+    /// AWS's `legacy` mode is taken as `standard`, the SDK's nearest.
+    #[value(alias = "legacy")]
+    Standard,
+    Adaptive,
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,8 +172,12 @@ pub struct PlanArgs {
     pub path_prefix: Option<String>,
 
     /// With --all: leave these users out.
-    #[arg(long, value_name = "USER", requires = "all")]
+    #[arg(long, value_name = "USER", requires = "all", num_args = 1..)]
     pub exclude: Vec<String>,
+
+    /// With --all: how many users to read from IAM at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
 
     /// Where the new secret goes: file:PATH, profile:NAME,
     /// secretsmanager:NAME_OR_ARN, ssm:/NAME or stdout; {user} and {account}
@@ -238,6 +277,10 @@ pub struct ReportArgs {
     /// Only users under this IAM path.
     #[arg(long, value_name = "PATH")]
     pub path_prefix: Option<String>,
+
+    /// How many users to read from IAM at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
 }
 
 #[derive(Debug, Args)]

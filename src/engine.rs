@@ -147,25 +147,38 @@ impl Engine<'_> {
             locked.plan.unblock(&self.stamp());
             locked.save()?;
         }
+        // An observation that is still good for the plan's phase: taken in
+        // this run and followed only by a plan-only transition or by our own
+        // CreateAccessKey, so it is reused instead of asking IAM again.
+        let mut carried: Option<Observed> = None;
         for _ in 0..MAX_STEPS {
-            let seen = self.observe(&locked.plan).await?;
-            if !options.dry_run {
-                record_observation(&mut locked.plan, &seen);
-                if rebaseline && locked.plan.phase == Phase::Verify {
-                    rebaseline = false;
-                    let baseline = seen.old_use.as_ref().and_then(|u| u.at);
-                    locked.plan.old_key.last_used_at_deactivation = baseline;
-                    locked.plan.record(
-                        format!(
-                            "verification restarted; old key's last use {} taken as the new baseline",
-                            baseline
-                                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                                .unwrap_or_else(|| "(never)".into())
-                        ),
-                        &self.stamp(),
-                    );
+            let mut unsaved = false;
+            let seen = match carried.take() {
+                Some(seen) => seen,
+                None => {
+                    let seen = self.observe(&locked.plan).await?;
+                    if !options.dry_run {
+                        unsaved = record_observation(&mut locked.plan, &seen);
+                        if rebaseline && locked.plan.phase == Phase::Verify {
+                            rebaseline = false;
+                            unsaved = true;
+                            let baseline = seen.old_use.as_ref().and_then(|u| u.at);
+                            locked.plan.old_key.last_used_at_deactivation = baseline;
+                            locked.plan.record(
+                                format!(
+                                    "verification restarted; old key's last use {} taken as the \
+                                     new baseline",
+                                    baseline
+                                        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                                        .unwrap_or_else(|| "(never)".into())
+                                ),
+                                &self.stamp(),
+                            );
+                        }
+                    }
+                    seen
                 }
-            }
+            };
             let decision = rotation::decide(&locked.plan, &seen);
             let step = match decision {
                 Decision::Finished => return Ok(Outcome::Finished),
@@ -175,7 +188,7 @@ impl Engine<'_> {
                     reason,
                     next,
                 } => {
-                    if !options.dry_run {
+                    if !options.dry_run && unsaved {
                         locked.save()?;
                     }
                     return Ok(Outcome::Waiting {
@@ -198,7 +211,7 @@ impl Engine<'_> {
                     step: describe(&locked.plan, &step),
                 });
             }
-            self.act(locked, step, &seen).await?;
+            carried = self.act(locked, step, seen).await?;
         }
         Err(EngineError::Refused(format!(
             "the plan for {} took more than {MAX_STEPS} steps in one run, which no rotation \
@@ -207,8 +220,21 @@ impl Engine<'_> {
         )))
     }
 
-    /// ListAccessKeys, and the last use of the keys the phase needs.
+    /// ListAccessKeys, and the last use of the keys the phase needs. Nothing
+    /// at all for a plan whose decision does not depend on IAM (finished,
+    /// blocked) or that belongs to another account than the caller's: a
+    /// plan run with the wrong profile reads nothing, changes nothing.
     async fn observe(&self, plan: &Plan) -> Result<Observed, EngineError> {
+        if !rotation::needs_observation(plan.phase) || self.caller.account != plan.account {
+            return Ok(Observed {
+                now: self.clock.now(),
+                system_now: self.clock.system_now(),
+                caller_account: self.caller.account.clone(),
+                keys: None,
+                old_use: None,
+                new_use: None,
+            });
+        }
         let keys = match self.iam.list_access_keys(&plan.user).await {
             Ok(keys) => Some(keys),
             Err(IamError::NoSuchEntity { .. }) => None,
@@ -240,6 +266,14 @@ impl Engine<'_> {
         })
     }
 
+    /// `seen` a moment later: same facts, the clock read again (so a wait
+    /// of zero that started during this run counts as over).
+    fn carry(&self, mut seen: Observed) -> Observed {
+        seen.now = self.clock.now();
+        seen.system_now = self.clock.system_now();
+        seen
+    }
+
     async fn last_used(&self, key_id: &str) -> Result<LastUse, EngineError> {
         match self.iam.access_key_last_used(key_id).await {
             Ok(u) => Ok(u),
@@ -249,13 +283,18 @@ impl Engine<'_> {
         }
     }
 
+    /// Carries out one step and saves the plan. Returns what was observed
+    /// before the step when it still holds for the phase the plan is in now
+    /// (nothing in IAM changed but what this step did itself), so the next
+    /// decision needs no new IAM call; `None` when IAM must be read again.
     async fn act(
         &self,
         locked: &mut LockedPlan,
         step: Step,
-        seen: &Observed,
-    ) -> Result<(), EngineError> {
+        seen: Observed,
+    ) -> Result<Option<Observed>, EngineError> {
         let user = locked.plan.user.clone();
+        let seen = &seen;
         match step {
             Step::DeleteOrphan { key_id } => {
                 self.retire_key(&user, &key_id, seen).await?;
@@ -270,10 +309,35 @@ impl Engine<'_> {
                 );
                 locked.save()?;
             }
-            Step::CreateKey => self.create_key(locked).await?,
+            Step::CreateKey => {
+                self.create_key(locked).await?;
+                // IAM now holds what was listed plus the key just created,
+                // which nothing can have used yet; only time can move the
+                // plan on from here, and no IAM call is needed to tell.
+                let Some(new_key) = &locked.plan.new_key else {
+                    return Ok(None);
+                };
+                let mut after = self.carry(seen.clone());
+                if let Some(keys) = after.keys.as_mut() {
+                    keys.push(LiveKey {
+                        id: new_key.id.clone(),
+                        status: KeyStatus::Active,
+                        created_at: new_key.created_at,
+                    });
+                }
+                after.old_use = None;
+                after.new_use = Some(LastUse::default());
+                return Ok(Some(after));
+            }
             Step::Advance { to, action } => {
                 locked.plan.transition(to, action, &self.stamp());
                 locked.save()?;
+                // A plan-only transition: what was read still holds, if it
+                // covers what the new phase reads.
+                let (want_old, want_new) = rotation::needs_last_used(to);
+                if (!want_old || seen.old_use.is_some()) && (!want_new || seen.new_use.is_some()) {
+                    return Ok(Some(self.carry(seen.clone())));
+                }
             }
             Step::Deactivate { key_id } => {
                 guard_named(&locked.plan, &key_id)?;
@@ -321,7 +385,7 @@ impl Engine<'_> {
                 locked.save()?;
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn create_key(&self, locked: &mut LockedPlan) -> Result<(), EngineError> {
@@ -559,21 +623,40 @@ fn live_status(seen: &Observed, key_id: &str) -> Option<KeyStatus> {
         .map(|k| k.status)
 }
 
-fn record_observation(plan: &mut Plan, seen: &Observed) {
+/// Appends a last-used sample to the plan; `false` when nothing was read.
+///
+/// A key whose last use this phase did not read (the new key in
+/// `check_last_used` and `set_inactive`) keeps its previous reading, so the
+/// row never reads as "never used" for a key that was.
+fn record_observation(plan: &mut Plan, seen: &Observed) -> bool {
     if seen.old_use.is_none() && seen.new_use.is_none() {
-        return;
+        return false;
     }
-    let old = seen.old_use.clone().unwrap_or_default();
-    let new = seen.new_use.clone().unwrap_or_default();
+    let previous = plan.last_observation().cloned();
+    let (old_last_used, old_service, old_region) = match &seen.old_use {
+        Some(u) => (u.at, u.service.clone(), u.region.clone()),
+        None => previous
+            .as_ref()
+            .map(|p| (p.old_last_used, p.old_service.clone(), p.old_region.clone()))
+            .unwrap_or_default(),
+    };
+    let (new_last_used, new_service, new_region) = match &seen.new_use {
+        Some(u) => (u.at, u.service.clone(), u.region.clone()),
+        None => previous
+            .as_ref()
+            .map(|p| (p.new_last_used, p.new_service.clone(), p.new_region.clone()))
+            .unwrap_or_default(),
+    };
     plan.observe(Observation {
         at: seen.now,
-        old_last_used: old.at,
-        old_service: old.service,
-        old_region: old.region,
-        new_last_used: new.at,
-        new_service: new.service,
-        new_region: new.region,
+        old_last_used,
+        old_service,
+        old_region,
+        new_last_used,
+        new_service,
+        new_region,
     });
+    true
 }
 
 /// A step in the operator's words, for `--dry-run`.

@@ -1,13 +1,17 @@
 //! AWS: one place that builds the SDK configuration from the standard chain
-//! (profile, region, endpoint, retries), and the [`crate::iam::Iam`]
-//! implementation over aws-sdk-iam and STS.
+//! (profile, region, endpoint, retries, an optional role to assume), and the
+//! [`crate::iam::Iam`] implementation over aws-sdk-iam and STS.
 
 mod client;
 
 pub use client::AwsIam;
 
+pub use aws_config::retry::RetryMode;
+
 use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_types::sdk_config::SharedCredentialsProvider;
 
 /// What the command line says about AWS; the environment (AWS_PROFILE,
 /// AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_IAM, …) fills the rest.
@@ -18,18 +22,41 @@ pub struct AwsArgs {
     pub endpoint_url: Option<String>,
     /// Attempts per call, including the first, for throttling and 5xx.
     pub max_attempts: Option<u32>,
+    /// `Standard` backs off per call; `Adaptive` (the default) also
+    /// rate-limits the whole client once AWS throttles.
+    pub retry_mode: Option<RetryMode>,
+    /// Assume this role (STS AssumeRole) with the credentials found above.
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy requires.
+    pub external_id: Option<String>,
 }
+
+/// Attempts per call when nothing says otherwise: enough to ride out a
+/// burst of IAM throttling in a batch, few enough to fail in seconds when
+/// the endpoint is down.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// The session name on every assumed-role session, so CloudTrail shows
+/// which changes iam-rotate made.
+pub const SESSION_NAME: &str = "iam-rotate";
 
 /// IAM is global; its calls are signed for us-east-1 when no region is set.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
+/// The retry policy for throttling and 5xx answers.
+pub fn retry_config(args: &AwsArgs) -> RetryConfig {
+    let base = match args.retry_mode.unwrap_or(RetryMode::Adaptive) {
+        RetryMode::Standard => RetryConfig::standard(),
+        _ => RetryConfig::adaptive(),
+    };
+    base.with_max_attempts(args.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS))
+        .with_initial_backoff(std::time::Duration::from_millis(200))
+}
+
 /// Builds the one SDK configuration every client of this process uses.
 pub async fn load_config(args: &AwsArgs) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
-        RetryConfig::adaptive()
-            .with_max_attempts(args.max_attempts.unwrap_or(5))
-            .with_initial_backoff(std::time::Duration::from_millis(200)),
-    );
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config(args));
     if let Some(profile) = &args.profile {
         loader = loader.profile_name(profile);
     }
@@ -39,13 +66,25 @@ pub async fn load_config(args: &AwsArgs) -> SdkConfig {
     if let Some(url) = &args.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    let config = loader.load().await;
-    if config.region().is_some() {
-        config
-    } else {
-        config
+    let mut config = loader.load().await;
+    if config.region().is_none() {
+        config = config
             .into_builder()
             .region(Region::from_static(DEFAULT_REGION))
-            .build()
+            .build();
     }
+    let Some(role_arn) = &args.role_arn else {
+        return config;
+    };
+    // The role is assumed lazily, on the first call, with the credentials
+    // found above; the process's identity cache keeps the session.
+    let mut role = AssumeRoleProvider::builder(role_arn.clone()).session_name(SESSION_NAME);
+    if let Some(external_id) = &args.external_id {
+        role = role.external_id(external_id.clone());
+    }
+    let provider = role.configure(&config).build().await;
+    config
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build()
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::aws::{self, AwsArgs, AwsIam};
-use crate::cli::{Cli, Command, OutputFormat};
+use crate::cli::{Cli, Command, OutputFormat, RetryMode};
 use crate::clock::{self, Clock};
 use crate::error::UsageError;
 use crate::iam::{Caller, Iam};
@@ -121,7 +121,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
             profile: cli.profile,
             region: cli.region,
             endpoint_url: cli.endpoint_url,
-            max_attempts: None,
+            max_attempts: cli.max_attempts,
+            retry_mode: cli.retry_mode.map(|mode| match mode {
+                RetryMode::Standard => aws::RetryMode::Standard,
+                RetryMode::Adaptive => aws::RetryMode::Adaptive,
+            }),
+            role_arn: cli.role_arn,
+            external_id: cli.external_id,
         },
         clock,
         aws: tokio::sync::OnceCell::new(),

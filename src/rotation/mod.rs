@@ -71,15 +71,30 @@ pub enum Step {
     DeleteOld { key_id: String },
 }
 
-/// Which last-used samples a phase needs (old key, new key).
+/// Whether [`decide`] looks at IAM at all in this phase. A finished plan
+/// is finished and a blocked one stays blocked (until `--retry-blocked`
+/// moves it back), whatever IAM holds: no call is made for them.
+pub fn needs_observation(phase: Phase) -> bool {
+    !matches!(phase, Phase::Done | Phase::RolledBack | Phase::Blocked)
+}
+
+/// Which GetAccessKeyLastUsed samples a phase needs: (old key, new key).
+///
+/// Each is one IAM call per key per run, so only what [`decide`] reads:
+/// - `wait_for_adoption`: the new key's use decides; the old key's is what
+///   the operator is told to watch meanwhile.
+/// - `check_last_used`, `set_inactive`: the old key's use alone decides.
+/// - `verify`: both (the old key must not have moved, the new one be used).
+/// - `create_second_key`, `delete`: the key listing alone decides.
 pub fn needs_last_used(phase: Phase) -> (bool, bool) {
     match phase {
-        Phase::WaitForAdoption
-        | Phase::CheckLastUsed
-        | Phase::SetInactive
-        | Phase::Verify
-        | Phase::Delete => (true, true),
-        Phase::CreateSecondKey | Phase::Done | Phase::RolledBack | Phase::Blocked => (false, false),
+        Phase::WaitForAdoption | Phase::Verify => (true, true),
+        Phase::CheckLastUsed | Phase::SetInactive => (true, false),
+        Phase::CreateSecondKey
+        | Phase::Delete
+        | Phase::Done
+        | Phase::RolledBack
+        | Phase::Blocked => (false, false),
     }
 }
 
@@ -162,14 +177,19 @@ pub fn decide(plan: &Plan, seen: &Observed) -> Decision {
                     crate::duration::relative(new_key.created_at, now)
                 ));
             }
+            // Right after the create, the old key's use is not read: only
+            // time can move this plan on, and the next run reads it.
+            let old_seen = seen
+                .old_use
+                .as_ref()
+                .map(|u| format!("; old key last used {}", u.describe(now)))
+                .unwrap_or_default();
             Decision::Wait {
                 until: (now < due).then_some(due),
                 reason: format!("waiting for {}", waits.join(" and ")),
                 next: format!(
-                    "deploy the new key from {} to every application that uses {old}; \
-                     old key last used {}",
+                    "deploy the new key from {} to every application that uses {old}{old_seen}",
                     plan.delivery,
-                    old_use.describe(now)
                 ),
             }
         }
