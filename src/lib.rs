@@ -9,6 +9,8 @@
 //! - [`plan`] holds the plan file model and the store (load, lock, atomic save).
 //! - [`aws`] implements [`iam::Iam`] over aws-sdk-iam and STS; [`sim`] is an
 //!   in-memory account used by `demo` and the unit tests.
+//! - [`fleet`] works on many users at once: the `report` inventory,
+//!   `plan --all` and concurrent `run --all`.
 //! - [`deliver`] writes a new secret to its destination, and nowhere else.
 //! - [`cli`] and [`commands`] parse arguments and print results.
 
@@ -21,6 +23,7 @@ pub mod deliver;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod fleet;
 pub mod iam;
 pub mod output;
 pub mod plan;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::deliver::Destination;
-use crate::iam::{Caller, Iam, IamError, LiveKey};
+use crate::iam::{Caller, Iam, IamError, LiveKey, User};
 use crate::plan::store::{is_valid_user_name, PlanError};
 use crate::plan::{mask_key, KeyStatus, OldKey, Phase, Plan, PlanStore, PlanVersion, Stamp};
 use crate::rotation::policy::Policy;
@@ -39,6 +39,8 @@ pub struct PlanRequest<'a> {
     pub older_than: Option<chrono::Duration>,
 }
 
+/// Plans one user named on the command line: reads the user (GetUser) and
+/// their keys, refusing what cannot be rotated safely.
 pub async fn plan_user(
     iam: &dyn Iam,
     store: &PlanStore,
@@ -48,36 +50,9 @@ pub async fn plan_user(
 ) -> Result<Planned, PlanError> {
     let user = request.user;
     let account = &caller.account;
-    if !is_valid_user_name(user) {
-        return Ok(Planned::Refused {
-            reason: format!(
-                "{user:?} is not a valid IAM user name (letters, digits and +=,.@_- only)"
-            ),
-        });
-    }
-    let path = store.path_for(account, user);
-    let mut replaced = None;
-    if path.exists() {
-        let existing = PlanStore::load(&path)?;
-        if !existing.phase.is_finished() {
-            return Ok(Planned::Skipped {
-                reason: format!(
-                    "an unfinished plan exists at {} (phase {}); it is never reset. Run it, roll \
-                     it back, or move it away to plan again",
-                    path.display(),
-                    existing.phase
-                ),
-            });
-        }
-        replaced = Some(existing.phase);
-    }
-    let destination = match Destination::resolve(request.delivery, user, account) {
-        Ok(d) => d,
-        Err(e) => {
-            return Ok(Planned::Refused {
-                reason: e.to_string(),
-            })
-        }
+    let prepared = match prepare(store, caller, request)? {
+        Ok(prepared) => prepared,
+        Err(planned) => return Ok(planned),
     };
     let user_info = match iam.get_user(user).await {
         Ok(u) => u,
@@ -100,7 +75,131 @@ pub async fn plan_user(
             })
         }
     };
-    let old = match pick_old_key(user, &keys) {
+    write_plan(caller, stamp, request, &user_info, &keys, prepared)
+}
+
+/// Plans one user of a `plan --all` batch. The user comes from ListUsers,
+/// so only their keys are read (no GetUser). A user with no access key at
+/// all (a console-only user, say) is skipped rather than refused: there is
+/// nothing to rotate and nothing wrong. A user with two keys is refused
+/// (needs triage) unless `--older-than` is given and every key is younger.
+pub async fn plan_listed_user(
+    iam: &dyn Iam,
+    store: &PlanStore,
+    caller: &Caller,
+    stamp: &Stamp,
+    request: &PlanRequest<'_>,
+    user_info: &User,
+) -> Result<Planned, PlanError> {
+    let prepared = match prepare(store, caller, request)? {
+        Ok(prepared) => prepared,
+        Err(planned) => return Ok(planned),
+    };
+    let keys = match iam.list_access_keys(request.user).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            return Ok(Planned::Refused {
+                reason: e.to_string(),
+            })
+        }
+    };
+    if keys.is_empty() {
+        return Ok(Planned::Skipped {
+            reason: "no access key: nothing to rotate".into(),
+        });
+    }
+    if let Some(min_age) = request.older_than {
+        if keys.iter().all(|k| stamp.at - k.created_at < min_age) {
+            return Ok(Planned::Skipped {
+                reason: young_reason(&keys),
+            });
+        }
+    }
+    write_plan(caller, stamp, request, user_info, &keys, prepared)
+}
+
+fn young_reason(keys: &[LiveKey]) -> String {
+    let ids: Vec<String> = keys.iter().map(|k| mask_key(&k.id)).collect();
+    let noun = if keys.len() == 1 { "key" } else { "keys" };
+    format!(
+        "its {noun} {} younger than the --older-than limit",
+        if keys.len() == 1 {
+            format!("{} is", ids[0])
+        } else {
+            format!("{} are", ids.join(", "))
+        }
+    )
+}
+
+/// What both ways of planning check before reading IAM: a valid name, no
+/// unfinished plan (never reset), a delivery spec that resolves. `Err` holds
+/// the answer when planning stops here.
+fn prepare(
+    store: &PlanStore,
+    caller: &Caller,
+    request: &PlanRequest<'_>,
+) -> Result<Result<Prepared, Planned>, PlanError> {
+    let user = request.user;
+    let account = &caller.account;
+    if !is_valid_user_name(user) {
+        return Ok(Err(Planned::Refused {
+            reason: format!(
+                "{user:?} is not a valid IAM user name (letters, digits and +=,.@_- only)"
+            ),
+        }));
+    }
+    let path = store.path_for(account, user);
+    let mut replaced = None;
+    if path.exists() {
+        let existing = PlanStore::load(&path)?;
+        if !existing.phase.is_finished() {
+            return Ok(Err(Planned::Skipped {
+                reason: format!(
+                    "an unfinished plan exists at {} (phase {}); it is never reset. Run it, roll \
+                     it back, or move it away to plan again",
+                    path.display(),
+                    existing.phase
+                ),
+            }));
+        }
+        replaced = Some(existing.phase);
+    }
+    match Destination::resolve(request.delivery, user, account) {
+        Ok(destination) => Ok(Ok(Prepared {
+            path,
+            replaced,
+            destination,
+        })),
+        Err(e) => Ok(Err(Planned::Refused {
+            reason: e.to_string(),
+        })),
+    }
+}
+
+/// Where a plan will be written, what it replaces, where its secret goes.
+struct Prepared {
+    path: PathBuf,
+    replaced: Option<Phase>,
+    destination: Destination,
+}
+
+/// Picks the key to rotate and writes the plan in `create_second_key`.
+fn write_plan(
+    caller: &Caller,
+    stamp: &Stamp,
+    request: &PlanRequest<'_>,
+    user_info: &User,
+    keys: &[LiveKey],
+    prepared: Prepared,
+) -> Result<Planned, PlanError> {
+    let Prepared {
+        path,
+        replaced,
+        destination,
+    } = prepared;
+    let user = request.user;
+    let account = &caller.account;
+    let old = match pick_old_key(user, keys) {
         Ok(old) => old,
         Err(reason) => return Ok(Planned::Refused { reason }),
     };
@@ -118,7 +217,7 @@ pub async fn plan_user(
         version: PlanVersion,
         account: account.clone(),
         user: user.to_string(),
-        user_arn: user_info.arn,
+        user_arn: user_info.arn.clone(),
         delivery: destination.to_string(),
         policy: request.policy.clone(),
         old_key: OldKey {

@@ -7,6 +7,7 @@ mod plan;
 mod report;
 mod rollback;
 mod run;
+pub use run::status_of;
 mod self_rotate;
 mod show;
 mod status;
@@ -53,6 +54,8 @@ pub struct Context {
     pub output: OutputFormat,
     pub aws_args: AwsArgs,
     pub clock: Arc<dyn Clock>,
+    /// `-q`: no progress, only errors on stderr.
+    pub quiet: bool,
     aws: tokio::sync::OnceCell<(aws_config::SdkConfig, AwsIam)>,
 }
 
@@ -130,6 +133,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
             external_id: cli.external_id,
         },
         clock,
+        quiet: cli.quiet,
         aws: tokio::sync::OnceCell::new(),
     };
     match cli.command {

@@ -9,53 +9,34 @@ use super::{Context, Status};
 use crate::cli::PlanArgs;
 use crate::deliver::DEFAULT_SPEC;
 use crate::error::UsageError;
+use crate::fleet::{self, PlanAllRequest, PlanAllRow};
 use crate::iam::Iam;
 use crate::output;
 use crate::plan::Stamp;
 use crate::planner::{plan_user, PlanRequest, Planned};
 use crate::rotation::policy::{Policy, PolicyOverrides};
 
-#[derive(Serialize)]
-struct Row {
-    user: String,
-    account: String,
-    #[serde(flatten)]
-    planned: Planned,
-}
-
 pub async fn execute(context: &Context, args: PlanArgs) -> anyhow::Result<Status> {
     let policy = resolve_policy(&args)?;
     let delivery = args.deliver.as_deref().unwrap_or(DEFAULT_SPEC);
     let iam = context.iam().await;
     let caller = context.caller().await?;
-    let users: Vec<String> = if args.all {
-        let mut names: Vec<String> = iam
-            .list_users(args.path_prefix.as_deref())
-            .await
-            .context("cannot list the account's users (IAM ListUsers)")?
-            .into_iter()
-            .map(|u| u.name)
-            .filter(|name| !args.exclude.contains(name))
-            .collect();
-        names.sort();
-        names
-    } else {
-        args.users.clone()
-    };
     let stamp = Stamp {
         at: context.clock.now(),
         actor: caller.arn.clone(),
         clock: context.clock.note(),
     };
-    let older_than = args.older_than.map(|d| d.to_chrono());
+    if args.all {
+        return plan_all(context, &args, &policy, delivery, &caller, &stamp).await;
+    }
     let mut rows = Vec::new();
     let mut status = Status::Success;
-    for user in &users {
+    for user in &args.users {
         let request = PlanRequest {
             user,
             policy: &policy,
             delivery,
-            older_than,
+            older_than: None,
         };
         let planned = match plan_user(iam, &context.plans, &caller, &stamp, &request).await {
             Ok(p) => p,
@@ -63,15 +44,14 @@ pub async fn execute(context: &Context, args: PlanArgs) -> anyhow::Result<Status
                 reason: e.to_string(),
             },
         };
-        // Naming a user who cannot be planned is an error; with --all it is
-        // triage, reported in the summary.
-        if matches!(planned, Planned::Refused { .. }) && !args.all {
+        // Naming a user who cannot be planned is an error.
+        if matches!(planned, Planned::Refused { .. }) {
             status = status.and(Status::Failed);
         }
         if !context.json() {
             print_row(user, &planned);
         }
-        rows.push(Row {
+        rows.push(PlanAllRow {
             user: user.clone(),
             account: caller.account.clone(),
             planned,
@@ -79,20 +59,121 @@ pub async fn execute(context: &Context, args: PlanArgs) -> anyhow::Result<Status
     }
     if context.json() {
         output::json(&rows)?;
-    } else if users.len() > 1 || args.all {
-        let count = |f: fn(&Planned) -> bool| rows.iter().filter(|r| f(&r.planned)).count();
-        output::note(format!(
-            "{} users: {} planned, {} skipped, {} need triage",
-            rows.len(),
-            count(|p| matches!(p, Planned::Planned { .. })),
-            count(|p| matches!(p, Planned::Skipped { .. })),
-            count(|p| matches!(p, Planned::Refused { .. })),
-        ));
+    } else if rows.len() > 1 {
+        output::note(counts_text(&rows));
     }
     Ok(status)
 }
 
+/// The `plan --all` summary as JSON: the rows, grouped.
+#[derive(Serialize)]
+struct PlanAllSummary<'a> {
+    account: &'a str,
+    total: usize,
+    planned: Vec<&'a PlanAllRow>,
+    skipped: Vec<&'a PlanAllRow>,
+    needs_triage: Vec<&'a PlanAllRow>,
+    excluded: Vec<&'a str>,
+}
+
+/// `plan --all`: every user of the account (under `--path-prefix`), except
+/// `--exclude`d ones. Users that cannot be planned as they are (two keys,
+/// only an inactive key) need triage: listed, not planned, not an error.
+async fn plan_all(
+    context: &Context,
+    args: &PlanArgs,
+    policy: &crate::rotation::policy::Policy,
+    delivery: &str,
+    caller: &crate::iam::Caller,
+    stamp: &Stamp,
+) -> anyhow::Result<Status> {
+    let iam = context.iam().await;
+    let mut users = iam
+        .list_users(args.path_prefix.as_deref())
+        .await
+        .context("cannot list the account's users (IAM ListUsers)")?;
+    let mut excluded = Vec::new();
+    users.retain(|u| {
+        let keep = !args.exclude.contains(&u.name);
+        if !keep {
+            excluded.push(u.name.clone());
+        }
+        keep
+    });
+    excluded.sort();
+    let request = PlanAllRequest {
+        policy,
+        delivery,
+        older_than: args.older_than.map(|d| d.to_chrono()),
+        concurrency: usize::from(args.concurrency),
+    };
+    let rows = fleet::plan_all(iam, &context.plans, caller, stamp, users, &request).await;
+    let group = |f: fn(&Planned) -> bool| rows.iter().filter(|r| f(&r.planned)).collect::<Vec<_>>();
+    let summary = PlanAllSummary {
+        account: &caller.account,
+        total: rows.len(),
+        planned: group(|p| matches!(p, Planned::Planned { .. })),
+        skipped: group(|p| matches!(p, Planned::Skipped { .. })),
+        needs_triage: group(|p| matches!(p, Planned::Refused { .. })),
+        excluded: excluded.iter().map(String::as_str).collect(),
+    };
+    if context.json() {
+        output::json(&summary)?;
+        return Ok(Status::Success);
+    }
+    for row in &rows {
+        // One line per user planned or needing a person; the skipped ones
+        // only with -v, since a big account has many.
+        match &row.planned {
+            Planned::Skipped { reason } => {
+                tracing::info!("{}: skipped: {reason}", row.user)
+            }
+            planned => output::line(row_text(&row.user, planned)),
+        }
+    }
+    let mut text = format!("account {}: {}", caller.account, counts_text(&rows));
+    if !excluded.is_empty() {
+        text.push_str(&format!(", {} excluded", excluded.len()));
+    }
+    if !summary.needs_triage.is_empty() {
+        let names: Vec<&str> = summary
+            .needs_triage
+            .iter()
+            .map(|r| r.user.as_str())
+            .collect();
+        text.push_str(&format!(
+            "\n  need triage (not planned; see each reason above): {}",
+            names.join(", ")
+        ));
+    }
+    if !summary.planned.is_empty() {
+        text.push_str("\n  next: `iam-rotate run --all` creates the second keys");
+    }
+    output::line(text);
+    Ok(Status::Success)
+}
+
+fn counts_text(rows: &[PlanAllRow]) -> String {
+    let count = |f: fn(&Planned) -> bool| rows.iter().filter(|r| f(&r.planned)).count();
+    format!(
+        "{} users: {} planned, {} skipped, {} need triage",
+        rows.len(),
+        count(|p| matches!(p, Planned::Planned { .. })),
+        count(|p| matches!(p, Planned::Skipped { .. })),
+        count(|p| matches!(p, Planned::Refused { .. })),
+    )
+}
+
 pub(super) fn print_row(user: &str, planned: &Planned) {
+    output::line(row_text(user, planned));
+    if matches!(planned, Planned::Planned { .. }) {
+        output::note(format!(
+            "  next: `iam-rotate run {user}` creates the second key"
+        ));
+    }
+}
+
+fn row_text(user: &str, planned: &Planned) -> String {
     match planned {
         Planned::Planned {
             path,
@@ -102,17 +183,14 @@ pub(super) fn print_row(user: &str, planned: &Planned) {
             let replaced = replaced
                 .map(|phase| format!(" (replacing a plan that was {phase})"))
                 .unwrap_or_default();
-            output::line(format!(
+            format!(
                 "{user}: planned rotation of key {} -> {}{replaced}",
                 crate::plan::mask_key(old_key),
                 path.display()
-            ));
-            output::note(format!(
-                "  next: `iam-rotate run {user}` creates the second key"
-            ));
+            )
         }
-        Planned::Skipped { reason } => output::line(format!("{user}: skipped: {reason}")),
-        Planned::Refused { reason } => output::line(format!("{user}: not planned: {reason}")),
+        Planned::Skipped { reason } => format!("{user}: skipped: {reason}"),
+        Planned::Refused { reason } => format!("{user}: not planned: {reason}"),
     }
 }
 

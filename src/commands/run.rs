@@ -1,41 +1,30 @@
-//! `iam-rotate run`: advance plans through every step that is due now.
+//! `iam-rotate run`: advance plans through every step that is due now,
+//! several at once (`--concurrency`), with progress bars on a terminal and
+//! plain lines otherwise, and a summary at the end of a batch.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{plan_path, user_of, Context, Status};
+use super::{plan_path, Context, Status};
 use crate::cli::RunArgs;
 use crate::deliver::Deliverer;
-use crate::engine::{Engine, Outcome, RunOptions, RunReport};
+use crate::engine::{Outcome, RunOptions};
+use crate::fleet::{self, Category, Fleet, RunProgress, Summary};
 use crate::output;
-use crate::plan::PlanStore;
 
-/// One plan's line in the result: a report, or why there is none.
-#[derive(Serialize)]
-#[serde(untagged)]
-pub enum RunResult {
-    Report(RunReport),
-    Other {
-        user: String,
-        path: PathBuf,
-        state: &'static str,
-        reason: String,
-    },
-}
+pub use crate::fleet::run::{run_one, RunResult};
 
-impl RunResult {
-    pub fn status(&self) -> Status {
-        match self {
-            RunResult::Report(r) => match r.outcome {
-                Outcome::Blocked { .. } | Outcome::WrongAccount { .. } => Status::Blocked,
-                _ => Status::Success,
-            },
-            RunResult::Other {
-                state: "failed", ..
-            } => Status::Failed,
-            RunResult::Other { .. } => Status::Success,
-        }
+/// The exit status one plan's result asks for.
+pub fn status_of(result: &RunResult) -> Status {
+    match result.category() {
+        Category::Blocked => Status::Blocked,
+        Category::Failed => Status::Failed,
+        _ => Status::Success,
     }
 }
 
@@ -45,10 +34,14 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
         context.plans.sweep_temporaries(&caller.account);
         context.plans.list(&caller.account)?
     } else {
-        args.users
-            .iter()
-            .map(|u| plan_path(&context.plans, u, &caller.account))
-            .collect::<anyhow::Result<_>>()?
+        let mut paths = Vec::new();
+        for user in &args.users {
+            let path = plan_path(&context.plans, user, &caller.account)?;
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+        paths
     };
     if paths.is_empty() {
         output::note(format!(
@@ -57,107 +50,251 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
             caller.account
         ));
     }
-    let deliverer = Deliverer {
-        stdout_reserved: context.json(),
-    };
-    let engine = Engine {
-        iam: context.iam().await,
-        clock: context.clock.as_ref(),
-        deliver: &deliverer,
+    let batch = args.all || paths.len() > 1;
+    let fleet = Fleet {
+        iam: Arc::new(context.iam().await.clone()),
+        clock: context.clock.clone(),
+        deliver: Arc::new(Deliverer {
+            stdout_reserved: context.json(),
+        }),
         caller,
     };
     let options = RunOptions {
         dry_run: args.dry_run,
         retry_blocked: args.retry_blocked,
     };
-    let mut results = Vec::new();
-    for path in paths {
-        let result = run_one(&engine, path, options).await;
-        if !context.json() {
-            print_result(&result, context.clock.now());
-        }
-        results.push(result);
-    }
+    let mut progress = Progress::new(context, paths.len(), batch);
+    let results = fleet::run_all(
+        &fleet,
+        paths,
+        options,
+        usize::from(args.concurrency),
+        &mut progress,
+    )
+    .await;
+    progress.clear();
     let status = results
         .iter()
-        .fold(Status::Success, |s, r| s.and(r.status()));
+        .fold(Status::Success, |s, r| s.and(status_of(r)));
     if context.json() {
         output::json(&results)?;
+    }
+    if batch {
+        let text = summary_text(&Summary::of(&results));
+        if context.json() {
+            output::note(text);
+        } else {
+            output::line(text);
+        }
     }
     Ok(status)
 }
 
-/// Locks, loads and advances one plan; never fails the batch.
-pub async fn run_one(engine: &Engine<'_>, path: PathBuf, options: RunOptions) -> RunResult {
-    let user = user_of(&path);
-    let failed = |path: PathBuf, reason: String| RunResult::Other {
-        user: user.clone(),
-        path,
-        state: "failed",
-        reason,
-    };
-    let mut locked = match PlanStore::lock(&path) {
-        Ok(Some(locked)) => locked,
-        Ok(None) => {
-            return RunResult::Other {
-                user: user.clone(),
-                path,
-                state: "skipped",
-                reason: "another iam-rotate process is working on this plan; skipped".into(),
+/// What a person watching a batch sees: bars on a terminal, plain lines
+/// otherwise.
+struct Progress {
+    /// Set only when stderr is a terminal (and not `-q`).
+    bars: Option<Bars>,
+    json: bool,
+    quiet: bool,
+    now: DateTime<Utc>,
+    total: usize,
+    done: usize,
+    counts: HashMap<Category, usize>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    /// One spinner line per plan in flight.
+    in_flight: HashMap<String, ProgressBar>,
+}
+
+impl Progress {
+    fn new(context: &Context, total: usize, batch: bool) -> Self {
+        let bars = (batch && !context.quiet && output::stderr_is_terminal()).then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let overall = multi.add(ProgressBar::new(total as u64));
+            overall.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{wide_bar}] {pos}/{len} plans  {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            Bars {
+                multi,
+                overall,
+                in_flight: HashMap::new(),
             }
+        });
+        Progress {
+            bars,
+            json: context.json(),
+            quiet: context.quiet,
+            now: context.clock.now(),
+            total,
+            done: 0,
+            counts: HashMap::new(),
         }
-        Err(e) => return failed(path, e.to_string()),
-    };
-    match engine.run(&mut locked, options).await {
-        Ok(report) => RunResult::Report(report),
-        Err(e) => failed(path, e.to_string()),
+    }
+
+    /// Removes the bars before the summary is printed.
+    fn clear(&mut self) {
+        if let Some(bars) = self.bars.take() {
+            bars.overall.finish_and_clear();
+            let _ = bars.multi.clear();
+        }
     }
 }
 
-pub fn print_result(result: &RunResult, now: chrono::DateTime<chrono::Utc>) {
+impl RunProgress for Progress {
+    fn started(&mut self, user: &str) {
+        if let Some(bars) = &mut self.bars {
+            let spinner = bars.multi.add(ProgressBar::new_spinner());
+            spinner.set_style(
+                ProgressStyle::with_template("  {spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            spinner.set_message(user.to_string());
+            spinner.enable_steady_tick(Duration::from_millis(120));
+            bars.in_flight.insert(user.to_string(), spinner);
+        }
+    }
+
+    fn finished(&mut self, result: &RunResult) {
+        self.done += 1;
+        let category = result.category();
+        *self.counts.entry(category).or_default() += 1;
+        let text = (!self.json).then(|| format_result(result, self.now));
+        match &mut self.bars {
+            Some(bars) => {
+                if let Some(spinner) = bars.in_flight.remove(result.user()) {
+                    spinner.finish_and_clear();
+                    bars.multi.remove(&spinner);
+                }
+                bars.overall.inc(1);
+                bars.overall.set_message(counts_text(&self.counts));
+                if let Some(text) = text {
+                    bars.multi.suspend(|| output::line(text));
+                }
+            }
+            None => {
+                if let Some(text) = text {
+                    output::line(text);
+                } else if !self.quiet {
+                    output::note(format!(
+                        "[{}/{}] {}: {}",
+                        self.done,
+                        self.total,
+                        result.user(),
+                        category.as_str()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn counts_text(counts: &HashMap<Category, usize>) -> String {
+    Category::ALL
+        .iter()
+        .filter_map(|c| counts.get(c).map(|n| format!("{} {n}", c.as_str())))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// Names listed per category in the summary before "and N more"; blocked
+/// and failed plans are always listed in full, since each needs a person.
+const NAMES_SHOWN: usize = 20;
+
+pub fn summary_text(summary: &Summary) -> String {
+    let counts: Vec<String> = Category::ALL
+        .iter()
+        .filter(|c| summary.count(**c) > 0 || matches!(c, Category::Blocked | Category::Failed))
+        .map(|c| format!("{} {}", summary.count(*c), c.as_str()))
+        .collect();
+    let mut text = format!("{} plans: {}", summary.total, counts.join(", "));
+    for category in Category::ALL {
+        let names = summary.names(category);
+        if names.is_empty() {
+            continue;
+        }
+        let all = matches!(category, Category::Blocked | Category::Failed);
+        let shown = if all { names.len() } else { NAMES_SHOWN };
+        let mut list = names
+            .iter()
+            .take(shown)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if names.len() > shown {
+            list.push_str(&format!(" and {} more", names.len() - shown));
+        }
+        text.push_str(&format!("\n  {}: {list}", category.as_str()));
+    }
+    if summary.count(Category::Blocked) > 0 {
+        text.push_str("\n  blocked plans say why in `iam-rotate status`; fix the cause, then `iam-rotate run --retry-blocked USER`");
+    }
+    if summary.count(Category::Failed) > 0 {
+        text.push_str("\n  failed plans keep the error (`last error` in `iam-rotate status`); run them again once it is fixed");
+    }
+    text
+}
+
+/// Prints one plan's result for people.
+pub fn print_result(result: &RunResult, now: DateTime<Utc>) {
+    output::line(format_result(result, now));
+}
+
+/// One plan's result for people, as one block of lines (so that plans
+/// finishing together never interleave).
+pub fn format_result(result: &RunResult, now: DateTime<Utc>) -> String {
+    let mut lines = Vec::new();
     match result {
         RunResult::Other {
             user,
             state,
             reason,
             ..
-        } => output::line(format!("{user}: {state}: {reason}")),
+        } => lines.push(format!("{user}: {state}: {reason}")),
         RunResult::Report(r) => {
             // A block is said once, below, with its reason.
             for action in r.actions.iter().filter(|a| !a.starts_with("blocked: ")) {
-                output::line(format!("{}: {action}", r.user));
+                lines.push(format!("{}: {action}", r.user));
             }
             match &r.outcome {
                 Outcome::Finished => {
-                    output::line(format!("{}: {} - nothing more to do", r.user, r.phase))
+                    lines.push(format!("{}: {} - nothing more to do", r.user, r.phase))
                 }
                 Outcome::Waiting {
                     until,
                     reason,
                     next,
                 } => {
-                    output::line(format!("{}: {} - {reason}", r.user, r.phase));
+                    lines.push(format!("{}: {} - {reason}", r.user, r.phase));
                     if let Some(until) = until {
-                        output::line(format!(
+                        lines.push(format!(
                             "  can go on at {} ({})",
                             output::time(*until),
                             crate::duration::relative(*until, now)
                         ));
                     } else {
-                        output::line("  can go on as soon as that happens; run again then");
+                        lines.push("  can go on as soon as that happens; run again then".into());
                     }
-                    output::line(format!("  meanwhile: {next}"));
+                    lines.push(format!("  meanwhile: {next}"));
                 }
                 Outcome::Blocked { reason } => {
-                    output::line(format!("{}: BLOCKED - {reason}", r.user));
+                    lines.push(format!("{}: BLOCKED - {reason}", r.user));
                 }
                 Outcome::WrongAccount { reason } => {
-                    output::line(format!("{}: REFUSED - {reason}", r.user));
+                    lines.push(format!("{}: REFUSED - {reason}", r.user));
                 }
                 Outcome::WouldAct { step } => {
-                    output::line(format!("{}: {} - would {step} (dry run)", r.user, r.phase));
+                    lines.push(format!("{}: {} - would {step} (dry run)", r.user, r.phase));
                 }
             }
         }
     }
+    lines.join("\n")
 }

@@ -122,10 +122,12 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
         output::note("no plans found");
         return Ok(status);
     }
+    let with_account = args.all_accounts;
     let table_rows = rows
         .iter()
         .map(|row| match row {
             Row::Plan(r) => vec![
+                r.account.clone(),
                 r.user.clone(),
                 r.phase.to_string(),
                 output::time(r.phase_since),
@@ -137,6 +139,7 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
                     .unwrap_or_default(),
             ],
             Row::Unreadable(u) => vec![
+                account_of(&u.path),
                 u.user.clone(),
                 "unreadable".into(),
                 String::new(),
@@ -145,17 +148,35 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
                 u.error.clone(),
             ],
         })
+        .map(|mut row: Vec<String>| {
+            if !with_account {
+                row.remove(0);
+            }
+            row
+        })
         .collect();
-    output::line(output::table(
-        &[
-            "USER",
-            "PHASE",
-            "SINCE",
-            "NEXT STEP",
-            "DUE AT",
-            "BLOCKED REASON",
-        ],
-        table_rows,
-    ));
+    let header = [
+        "ACCOUNT",
+        "USER",
+        "PHASE",
+        "SINCE",
+        "NEXT STEP",
+        "DUE AT",
+        "BLOCKED REASON",
+    ];
+    let header = if with_account {
+        &header[..]
+    } else {
+        &header[1..]
+    };
+    output::line(output::table(header, table_rows));
     Ok(status)
+}
+
+/// The account folder a plan file sits in.
+fn account_of(path: &std::path::Path) -> String {
+    path.parent()
+        .and_then(|dir| dir.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

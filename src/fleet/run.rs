@@ -1,0 +1,255 @@
+//! `run --all`: every plan advanced concurrently, each under its own lock.
+//!
+//! Plans run as tokio tasks, at most `concurrency` at a time. A task takes
+//! its plan's OS lock, or skips the plan when another process holds it; an
+//! error is recorded on that plan by the engine (`last_error`) and becomes
+//! that plan's result. A panic in one task is caught here and reported as
+//! that plan's failure.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::clock::Clock;
+use crate::deliver::Deliver;
+use crate::engine::{Engine, Outcome, RunOptions, RunReport};
+use crate::iam::{Caller, Iam};
+use crate::plan::PlanStore;
+
+/// One plan's line in the result: a report, or why there is none.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum RunResult {
+    Report(RunReport),
+    Other {
+        user: String,
+        path: PathBuf,
+        /// `failed` or `skipped`.
+        state: &'static str,
+        reason: String,
+    },
+}
+
+impl RunResult {
+    pub fn user(&self) -> &str {
+        match self {
+            RunResult::Report(r) => &r.user,
+            RunResult::Other { user, .. } => user,
+        }
+    }
+
+    /// Where this plan goes in the batch summary.
+    pub fn category(&self) -> Category {
+        match self {
+            RunResult::Other {
+                state: "failed", ..
+            } => Category::Failed,
+            RunResult::Other { .. } => Category::Skipped,
+            RunResult::Report(r) => match &r.outcome {
+                Outcome::Blocked { .. } | Outcome::WrongAccount { .. } => Category::Blocked,
+                Outcome::WouldAct { .. } => Category::DryRun,
+                _ if !r.actions.is_empty() => Category::Advanced,
+                Outcome::Waiting { .. } => Category::Waiting,
+                Outcome::Finished => Category::Finished,
+            },
+        }
+    }
+}
+
+/// How one plan fared in a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// Took at least one step (and may now wait, or be done).
+    Advanced,
+    /// Nothing was due; waits as before.
+    Waiting,
+    /// Done or rolled back already; nothing to do.
+    Finished,
+    /// A person must act (or the credentials are for another account).
+    Blocked,
+    /// An error: recorded on the plan, the batch went on.
+    Failed,
+    /// Locked by another iam-rotate process; not touched.
+    Skipped,
+    /// `--dry-run`: would act.
+    DryRun,
+}
+
+impl Category {
+    pub const ALL: [Category; 7] = [
+        Category::Advanced,
+        Category::Waiting,
+        Category::Finished,
+        Category::Blocked,
+        Category::Failed,
+        Category::Skipped,
+        Category::DryRun,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Advanced => "advanced",
+            Category::Waiting => "waiting",
+            Category::Finished => "finished",
+            Category::Blocked => "blocked",
+            Category::Failed => "failed",
+            Category::Skipped => "skipped",
+            Category::DryRun => "would act (dry run)",
+        }
+    }
+}
+
+/// The users of a batch, by category, in plan order.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub total: usize,
+    pub users: HashMap<Category, Vec<String>>,
+}
+
+impl Summary {
+    pub fn of(results: &[RunResult]) -> Self {
+        let mut users: HashMap<Category, Vec<String>> = HashMap::new();
+        for result in results {
+            users
+                .entry(result.category())
+                .or_default()
+                .push(result.user().to_string());
+        }
+        Summary {
+            total: results.len(),
+            users,
+        }
+    }
+
+    pub fn names(&self, category: Category) -> &[String] {
+        self.users.get(&category).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn count(&self, category: Category) -> usize {
+        self.names(category).len()
+    }
+}
+
+/// What a batch's tasks share. Cheap to clone: every part is behind an `Arc`.
+#[derive(Clone)]
+pub struct Fleet {
+    pub iam: Arc<dyn Iam>,
+    pub clock: Arc<dyn Clock>,
+    pub deliver: Arc<dyn Deliver>,
+    /// STS GetCallerIdentity, taken once for the whole batch.
+    pub caller: Caller,
+}
+
+impl Fleet {
+    pub fn engine(&self) -> Engine<'_> {
+        Engine {
+            iam: self.iam.as_ref(),
+            clock: self.clock.as_ref(),
+            deliver: self.deliver.as_ref(),
+            caller: self.caller.clone(),
+        }
+    }
+}
+
+/// Told as plans start and finish, in the batch's own task: progress bars
+/// or plain lines live behind it.
+pub trait RunProgress {
+    fn started(&mut self, user: &str);
+    fn finished(&mut self, result: &RunResult);
+}
+
+/// Progress nobody watches.
+impl RunProgress for () {
+    fn started(&mut self, _user: &str) {}
+    fn finished(&mut self, _result: &RunResult) {}
+}
+
+/// Advances every plan in `paths`, at most `concurrency` at once. Results
+/// come back in the order of `paths`; `progress` hears of each as it ends.
+pub async fn run_all(
+    fleet: &Fleet,
+    paths: Vec<PathBuf>,
+    options: RunOptions,
+    concurrency: usize,
+    progress: &mut dyn RunProgress,
+) -> Vec<RunResult> {
+    let concurrency = concurrency.max(1);
+    let mut results: Vec<Option<RunResult>> = vec![None; paths.len()];
+    let mut pending = paths.iter().cloned().enumerate();
+    let mut tasks = JoinSet::new();
+    // Which plan a task works on, for a task that panics.
+    let mut task_index = HashMap::new();
+    loop {
+        while tasks.len() < concurrency {
+            let Some((index, path)) = pending.next() else {
+                break;
+            };
+            progress.started(&user_of(&path));
+            let fleet = fleet.clone();
+            let handle = tasks.spawn(async move { run_one(&fleet.engine(), path, options).await });
+            task_index.insert(handle.id(), index);
+        }
+        let Some(joined) = tasks.join_next_with_id().await else {
+            break;
+        };
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
+            Err(error) => {
+                let index = task_index.get(&error.id()).copied().unwrap_or_default();
+                let path = paths[index].clone();
+                let result = RunResult::Other {
+                    user: user_of(&path),
+                    path,
+                    state: "failed",
+                    reason: format!(
+                        "iam-rotate failed unexpectedly on this plan ({error}); the plan file \
+                         holds every step that completed. Report this, then run it again."
+                    ),
+                };
+                (error.id(), result)
+            }
+        };
+        let index = task_index.remove(&id).unwrap_or_default();
+        progress.finished(&result);
+        results[index] = Some(result);
+    }
+    results.into_iter().flatten().collect()
+}
+
+/// The user a plan path is for, for messages before the plan is read.
+fn user_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Locks, loads and advances one plan; never fails the batch.
+pub async fn run_one(engine: &Engine<'_>, path: PathBuf, options: RunOptions) -> RunResult {
+    let user = user_of(&path);
+    let failed = |path: PathBuf, reason: String| RunResult::Other {
+        user: user.clone(),
+        path,
+        state: "failed",
+        reason,
+    };
+    let mut locked = match PlanStore::lock(&path) {
+        Ok(Some(locked)) => locked,
+        Ok(None) => {
+            return RunResult::Other {
+                user: user.clone(),
+                path,
+                state: "skipped",
+                reason: "another iam-rotate process is working on this plan; skipped".into(),
+            }
+        }
+        Err(e) => return failed(path, e.to_string()),
+    };
+    match engine.run(&mut locked, options).await {
+        Ok(report) => RunResult::Report(report),
+        Err(e) => failed(path, e.to_string()),
+    }
+}
