@@ -489,3 +489,41 @@ fn the_example_plan_in_plans_readme_loads() {
         "{stdout}"
     );
 }
+
+#[test]
+fn demo_runs_every_phase_without_aws() {
+    // No credentials, no endpoint: the demo must not reach for AWS.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_iam-rotate"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") || name.starts_with("IAM_ROTATE_") {
+            cmd.env_remove(name);
+        }
+    }
+    let out = cmd
+        .arg("demo")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for phase in [
+        "wait_for_adoption",
+        "check_last_used",
+        "set old key",
+        "verify",
+        "deleted old key",
+        "BLOCKED",
+        "rolled_back",
+        "done",
+    ] {
+        assert!(
+            stdout.contains(phase),
+            "demo never shows {phase}:\n{stdout}"
+        );
+    }
+}
