@@ -85,7 +85,7 @@ pub struct Cli {
     )]
     pub retry_mode: Option<RetryMode>,
 
-    /// More detail on stderr (-v: each AWS step, -vv: SDK debug).
+    /// More detail on stderr (-v: each AWS step, -vv: debug; the SDK's own wire logs are never shown, they can hold secrets).
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
 
