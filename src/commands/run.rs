@@ -79,7 +79,7 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
     if context.json() {
         output::json(&results)?;
     }
-    if batch {
+    if batch && !results.is_empty() {
         let text = summary_text(&Summary::of(&results));
         if context.json() {
             output::note(text);

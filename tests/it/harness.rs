@@ -67,9 +67,16 @@ impl Moto {
                 .expect("a free loopback port")
                 .port();
             let log = log_dir.join(format!("moto-{port}.log"));
-            let child = Command::new(&server)
+            let mut command = Command::new(&server);
+            // moto serves ACCOUNT by default. MOTO_ACCOUNT_ID pins every
+            // request to one account, so it is set only for another one:
+            // without it, credentials from AssumeRole into another account
+            // work in that account, as they do in AWS.
+            if account != ACCOUNT {
+                command.env("MOTO_ACCOUNT_ID", account);
+            }
+            let child = command
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("MOTO_ACCOUNT_ID", account)
                 .stdin(Stdio::null())
                 .stdout(std::fs::File::create(&log).expect("moto log"))
                 .stderr(std::fs::File::create(log.with_extension("err")).expect("moto log"))
