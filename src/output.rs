@@ -15,11 +15,13 @@ pub fn opt_time(t: Option<DateTime<Utc>>) -> String {
     t.map(time).unwrap_or_else(|| "-".into())
 }
 
-/// Prints one JSON document on stdout.
+/// Prints one JSON document on stdout. Buffered: stdout flushes at every
+/// newline, and a pretty document over thousands of plans has a lot of them.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 

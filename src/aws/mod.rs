@@ -88,3 +88,22 @@ pub async fn load_config(args: &AwsArgs) -> SdkConfig {
         .credentials_provider(SharedCredentialsProvider::new(provider))
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_are_adaptive_and_bounded_unless_told_otherwise() {
+        let default = retry_config(&AwsArgs::default());
+        assert_eq!(default.mode(), RetryMode::Adaptive);
+        assert_eq!(default.max_attempts(), DEFAULT_MAX_ATTEMPTS);
+        let told = retry_config(&AwsArgs {
+            retry_mode: Some(RetryMode::Standard),
+            max_attempts: Some(2),
+            ..AwsArgs::default()
+        });
+        assert_eq!(told.mode(), RetryMode::Standard);
+        assert_eq!(told.max_attempts(), 2);
+    }
+}

@@ -99,21 +99,12 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
     }
     let paths = select(context, &args).await?;
     let now = context.clock.now();
-    let mut status = Status::Success;
-    let rows: Vec<Row> = paths
-        .into_iter()
-        .map(|path| match PlanStore::load(&path) {
-            Ok(plan) => Row::Plan(Box::new(StatusRow::new(&plan, path, now))),
-            Err(e) => {
-                status = Status::Failed;
-                Row::Unreadable(Unreadable {
-                    user: user_of(&path),
-                    path,
-                    error: e.to_string(),
-                })
-            }
-        })
-        .collect();
+    let rows = load_rows(&paths, now);
+    let status = if rows.iter().any(|r| matches!(r, Row::Unreadable(_))) {
+        Status::Failed
+    } else {
+        Status::Success
+    };
     if context.json() {
         output::json(&rows)?;
         return Ok(status);
@@ -171,6 +162,40 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
     };
     output::line(output::table(header, table_rows));
     Ok(status)
+}
+
+/// Below this many plans, one thread reads them all.
+const PARALLEL_FROM: usize = 512;
+
+/// Reads and parses every plan, in the order given. Parsing YAML is most of
+/// the cost of `status` over a big folder, so it is spread over the cores.
+fn load_rows(paths: &[PathBuf], now: DateTime<Utc>) -> Vec<Row> {
+    let load = |path: &PathBuf| match PlanStore::load(path) {
+        Ok(plan) => Row::Plan(Box::new(StatusRow::new(&plan, path.clone(), now))),
+        Err(e) => Row::Unreadable(Unreadable {
+            user: user_of(path),
+            path: path.clone(),
+            error: e.to_string(),
+        }),
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads == 1 || paths.len() < PARALLEL_FROM {
+        return paths.iter().map(load).collect();
+    }
+    let load = &load;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = paths
+            .chunks(paths.len().div_ceil(threads))
+            .map(|part| scope.spawn(move || part.iter().map(load).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// The account folder a plan file sits in.

@@ -571,3 +571,47 @@ async fn the_inventory_reports_every_key_and_the_plan_phase() {
     assert_eq!(rows[0].user, "alice");
     assert_eq!(w.sim.calls().len() - before, 3 + 1);
 }
+
+#[tokio::test]
+async fn a_whole_rotation_in_one_run_takes_nine_calls() {
+    let w = World::new().await;
+    let old = w.user("alice", Duration::days(200));
+    let policy: Policy = serde_yaml::from_str(
+        "adoption_wait: 0s\nquiet_period: 0s\nverify_period: 0s\nrequire_new_key_use: false\n",
+    )
+    .unwrap();
+    let request = crate::planner::PlanRequest {
+        user: "alice",
+        policy: &policy,
+        delivery: "file:/nonexistent/{user}.csv",
+        older_than: None,
+    };
+    crate::planner::plan_user(&w.sim, &w.store, &w.caller, &w.stamp(), &request)
+        .await
+        .unwrap();
+    let fleet = w.fleet();
+    let path = w.store.path_for(ACCOUNT, "alice");
+    let calls = w
+        .calls_of(run::run_one(&fleet.engine(), path, RunOptions::default()))
+        .await;
+    let new = w.plan("alice").new_key.unwrap().id;
+    assert_eq!(w.plan("alice").phase, Phase::Done);
+    let lu_old = format!("GetAccessKeyLastUsed {old}");
+    let lu_new = format!("GetAccessKeyLastUsed {new}");
+    assert_eq!(
+        calls,
+        [
+            "ListAccessKeys alice".to_string(),
+            "CreateAccessKey alice".into(),
+            // wait_for_adoption is over at once; check_last_used needs the
+            // old key's last use, which the create did not read.
+            "ListAccessKeys alice".into(),
+            lu_old.clone(),
+            format!("UpdateAccessKey alice {old} Inactive"),
+            "ListAccessKeys alice".into(),
+            lu_old,
+            lu_new,
+            format!("DeleteAccessKey alice {old}"),
+        ]
+    );
+}
