@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::{plan_path, user_of, Context, Status};
 use crate::cli::RunArgs;
-use crate::deliver::Deliverer;
 use crate::engine::{Engine, Outcome, RunOptions, RunReport};
 use crate::output;
 use crate::plan::PlanStore;
@@ -57,9 +56,7 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
             caller.account
         ));
     }
-    let deliverer = Deliverer {
-        stdout_reserved: context.json(),
-    };
+    let deliverer = context.deliverer().await;
     let engine = Engine {
         iam: context.iam().await,
         clock: context.clock.as_ref(),

@@ -1,12 +1,24 @@
 //! Secret destinations. A new key's secret exists only in the
 //! CreateAccessKey answer; it is written to exactly one destination, read
 //! back there to confirm, and then dropped. It goes nowhere else.
+//!
+//! Each destination is checked before CreateAccessKey where it can be (the
+//! path is writable, the credentials file parses, the parameter name is
+//! allowed, the secret is reachable), and read back after the write: it must
+//! name the new key id. When the write or the read-back fails, the
+//! destination is left as it was before.
 
 mod file;
+mod json;
+pub mod profile;
+mod secretsmanager;
+pub mod ssm;
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
 use crate::iam::CreatedKey;
@@ -88,16 +100,17 @@ impl Destination {
         match kind {
             "file" => Ok(Destination::File(expand_home(rest)?)),
             "profile" => {
-                if rest.contains(['[', ']', '\n']) {
-                    return Err(invalid("a profile name cannot hold [, ] or a newline"));
+                if !is_profile_name(rest) {
+                    return Err(invalid(
+                        "a profile name is made of letters, digits and _ - / . % @ : + only \
+                         (the AWS SDKs ignore any other)",
+                    ));
                 }
                 Ok(Destination::Profile(rest.to_string()))
             }
             "secretsmanager" => Ok(Destination::SecretsManager(rest.to_string())),
             "ssm" => {
-                if !rest.starts_with('/') {
-                    return Err(invalid("an SSM parameter name starts with /"));
-                }
+                ssm::validate_name(rest).map_err(|m| invalid(&m))?;
                 Ok(Destination::Ssm(rest.to_string()))
             }
             _ => Err(invalid(
@@ -106,6 +119,14 @@ impl Destination {
             )),
         }
     }
+}
+
+/// A profile name the AWS SDKs accept in the credentials file.
+pub fn is_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-/.%@:+".contains(c))
 }
 
 fn expand_home(path: &str) -> Result<PathBuf, DeliverError> {
@@ -138,11 +159,99 @@ pub trait Deliver: Send + Sync {
     ) -> Result<(), DeliverError>;
 }
 
-/// The real destinations.
+/// An AWS error as a delivery failure; see [`aws_message`].
+fn aws_failure<E, R>(
+    destination: &Destination,
+    operation: &str,
+    err: &SdkError<E, R>,
+    permissions: &str,
+    secrets: &[&str],
+) -> DeliverError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    DeliverError::failed(
+        destination,
+        aws_message(operation, err, permissions, secrets),
+    )
+}
+
+/// What failed, AWS's own words, and what to fix. AWS validation messages
+/// may quote the value sent, so every string in `secrets` is cut out of
+/// them.
+fn aws_message<E, R>(
+    operation: &str,
+    err: &SdkError<E, R>,
+    permissions: &str,
+    secrets: &[&str],
+) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let message = match err {
+        SdkError::ServiceError(_) => format!(
+            "{}: {}",
+            err.code().unwrap_or("error"),
+            err.message().unwrap_or("(no message)")
+        ),
+        _ => DisplayErrorContext(err).to_string(),
+    };
+    let message = scrub(&message, secrets);
+    let hint = match err.code() {
+        Some(code) if code.starts_with("AccessDenied") => {
+            format!("The credentials in use need {permissions}")
+        }
+        Some(_) => "Fix what AWS names and run again".to_string(),
+        None => "Check the network, the region (--region) and the endpoint (--endpoint-url), \
+                 then run again"
+            .to_string(),
+    };
+    format!("{operation} failed ({message}). {hint}")
+}
+
+/// `text` with every occurrence of each secret replaced.
+fn scrub(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |text, secret| {
+            text.replace(secret, "[redacted]")
+        })
+}
+
+/// The real destinations. The AWS ones (Secrets Manager, SSM) use the
+/// process's one SDK configuration.
 #[derive(Clone, Default)]
 pub struct Deliverer {
     /// Set when stdout is reserved for a JSON document.
-    pub stdout_reserved: bool,
+    stdout_reserved: bool,
+    aws: Option<SdkConfig>,
+}
+
+impl Deliverer {
+    /// `aws` is needed for Secrets Manager and SSM; `stdout_reserved` when
+    /// stdout carries a JSON document.
+    pub fn new(aws: Option<SdkConfig>, stdout_reserved: bool) -> Self {
+        Deliverer {
+            stdout_reserved,
+            aws,
+        }
+    }
+
+    fn aws(&self, destination: &Destination) -> Result<&SdkConfig, DeliverError> {
+        self.aws.as_ref().ok_or_else(|| {
+            DeliverError::failed(
+                destination,
+                "this command has no AWS configuration for this destination; use `iam-rotate run`",
+            )
+        })
+    }
+}
+
+fn credentials_path(destination: &Destination) -> Result<PathBuf, DeliverError> {
+    profile::credentials_path().map_err(|m| DeliverError::failed(destination, m))
 }
 
 #[async_trait]
@@ -150,16 +259,23 @@ impl Deliver for Deliverer {
     async fn check(&self, destination: &Destination) -> Result<(), DeliverError> {
         match destination {
             Destination::File(path) => file::check(destination, path),
+            Destination::Profile(name) => {
+                profile::check(destination, &credentials_path(destination)?, name)
+            }
+            Destination::SecretsManager(id) => {
+                let client = secretsmanager::client(self.aws(destination)?, id);
+                secretsmanager::check(&client, destination, id).await
+            }
+            Destination::Ssm(name) => {
+                let client = aws_sdk_ssm::Client::new(self.aws(destination)?);
+                ssm::check(&client, destination, name).await
+            }
             Destination::Stdout if self.stdout_reserved => Err(DeliverError::failed(
                 destination,
                 "stdout holds the JSON document with --output json; use --output text, or \
                  another destination",
             )),
             Destination::Stdout => Ok(()),
-            other => Err(DeliverError::failed(
-                other,
-                "this destination kind is not available in this build; use file:PATH",
-            )),
         }
     }
 
@@ -168,10 +284,26 @@ impl Deliver for Deliverer {
         destination: &Destination,
         key: &CreatedKey,
     ) -> Result<(), DeliverError> {
-        self.check(destination).await?;
         match destination {
-            Destination::File(path) => file::deliver(destination, path, key),
+            Destination::File(path) => {
+                file::check(destination, path)?;
+                file::deliver(destination, path, key)
+            }
+            Destination::Profile(name) => {
+                let path = credentials_path(destination)?;
+                profile::check(destination, &path, name)?;
+                profile::deliver(destination, &path, name, key)
+            }
+            Destination::SecretsManager(id) => {
+                let client = secretsmanager::client(self.aws(destination)?, id);
+                secretsmanager::deliver(&client, destination, id, key).await
+            }
+            Destination::Ssm(name) => {
+                let client = aws_sdk_ssm::Client::new(self.aws(destination)?);
+                ssm::deliver(&client, destination, name, key).await
+            }
             Destination::Stdout => {
+                self.check(destination).await?;
                 use secrecy::ExposeSecret;
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
@@ -180,10 +312,6 @@ impl Deliver for Deliverer {
                     .and_then(|_| out.flush())
                     .map_err(|e| DeliverError::failed(destination, e.to_string()))
             }
-            other => Err(DeliverError::failed(
-                other,
-                "this destination kind is not available in this build",
-            )),
         }
     }
 }
@@ -218,6 +346,9 @@ mod tests {
             "ftp:/x",
             "file:",
             "ssm:name",
+            "ssm:/aws/{user}",
+            "profile:two words",
+            "profile:[x]",
             "file:/x/{owner}.csv",
             "nothing",
         ] {
@@ -226,5 +357,67 @@ mod tests {
                 .to_string();
             assert!(err.contains(spec), "{err}");
         }
+    }
+
+    #[test]
+    fn placeholders_fill_profiles_and_parameters() {
+        assert_eq!(
+            Destination::resolve("profile:{user}-{account}", "alice", "123456789012").unwrap(),
+            Destination::Profile("alice-123456789012".into())
+        );
+        assert_eq!(
+            Destination::resolve("ssm:/iam/{account}/{user}", "alice", "123456789012").unwrap(),
+            Destination::Ssm("/iam/123456789012/alice".into())
+        );
+        assert_eq!(
+            Destination::resolve("secretsmanager:{user}", "alice", "1")
+                .unwrap()
+                .to_string(),
+            "secretsmanager:alice"
+        );
+    }
+
+    #[test]
+    fn a_reserved_parameter_name_is_refused_before_anything_is_created() {
+        let err = Destination::resolve("ssm:/aws/{user}", "alice", "1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reserves"), "{err}");
+    }
+
+    #[test]
+    fn aws_messages_never_carry_the_secret() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let document = format!(r#"{{"AccessKeyId":"AKIA1","SecretAccessKey":"{secret}"}}"#);
+        let text = format!("Value '{document}' at 'value' failed to satisfy constraint");
+        let clean = scrub(&text, &[&document, secret]);
+        assert!(!clean.contains(secret), "{clean}");
+        assert!(clean.contains("[redacted]"));
+        assert_eq!(scrub("plain", &[""]), "plain");
+    }
+
+    #[tokio::test]
+    async fn aws_destinations_need_an_aws_configuration() {
+        let deliverer = Deliverer::default();
+        let err = deliverer
+            .check(&Destination::SecretsManager("x".into()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no AWS configuration"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stdout_is_refused_when_it_carries_json() {
+        let err = Deliverer::new(None, true)
+            .check(&Destination::Stdout)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--output json"), "{err}");
+        assert!(Deliverer::new(None, false)
+            .check(&Destination::Stdout)
+            .await
+            .is_ok());
     }
 }
