@@ -523,10 +523,12 @@ pub(super) fn check(
     let fail = |message: String| DeliverError::failed(destination, message);
     let path = real_path(path).map_err(fail)?;
     match fs::metadata(&path) {
-        Ok(meta) if !meta.is_file() => return Err(fail(format!(
+        Ok(meta) if !meta.is_file() => {
+            return Err(fail(format!(
             "{} is not a regular file; point AWS_SHARED_CREDENTIALS_FILE at the credentials file",
             path.display()
-        ))),
+        )))
+        }
         Ok(meta) if meta.permissions().mode() & 0o077 != 0 => tracing::warn!(
             "the credentials file {} has mode {:o}: others can read the keys in it. Its mode is \
              kept as it is; `chmod 600 {}` makes it private",
@@ -570,6 +572,10 @@ pub(super) fn deliver(
         Err(_) => 0o600,
     };
     let original: &str = existing.as_deref().map(String::as_str).unwrap_or("");
+    let had_session_token = read_key(original, profile)
+        .ok()
+        .flatten()
+        .is_some_and(|k| k.has_session_token);
     let updated = set_key(original, profile, &key.id, key.secret.expose_secret()).map_err(|e| {
         fail(format!(
             "{}, {e}. Fix the file and run again",
@@ -592,6 +598,13 @@ pub(super) fn deliver(
                 && !read.has_session_token
         });
     if confirmed {
+        if had_session_token {
+            tracing::warn!(
+                "removed aws_session_token from [{profile}] in {}: it belonged to a temporary key, \
+                 and sent along with the new long-term key it would make every request fail",
+                path.display()
+            );
+        }
         return Ok(());
     }
     // Put the file back as it was: a profile naming a key that is about to
