@@ -58,7 +58,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 
-    /// More detail on stderr (-v: each AWS step, -vv: SDK debug).
+    /// More detail on stderr (-v: each AWS step, -vv: debug; the SDK's own wire logs are never shown, they can hold secrets).
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
 

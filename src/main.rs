@@ -45,7 +45,9 @@ fn init_logging(verbose: u8, quiet: bool) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "iam_rotate=info,warn",
-        (false, _) => "iam_rotate=debug,aws_config=debug,aws_smithy_runtime=debug,info",
+        // The SDK's own debug and trace output can include response bodies,
+        // and CreateAccessKey's body holds the secret: never turned on here.
+        (false, _) => "iam_rotate=debug,aws_config=info,warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("IAM_ROTATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

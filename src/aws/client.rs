@@ -28,7 +28,9 @@ impl AwsIam {
 }
 
 fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+    // IAM stamps whole seconds; an endpoint that adds fractions would make a
+    // zero wait end a fraction of a second after the clock says it did.
+    DateTime::from_timestamp(t.secs(), 0)
 }
 
 /// Maps an SDK error to the few cases the core acts on. Messages come from

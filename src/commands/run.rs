@@ -100,7 +100,8 @@ pub async fn run_one(engine: &Engine<'_>, path: PathBuf, options: RunOptions) ->
                 user: user.clone(),
                 path,
                 state: "skipped",
-                reason: "another iam-rotate process is working on this plan; skipped".into(),
+                reason: "locked: another iam-rotate process is working on this plan right now"
+                    .into(),
             }
         }
         Err(e) => return failed(path, e.to_string()),

@@ -14,7 +14,7 @@ use crate::atomic;
 /// Everything that can go wrong reading or writing plans.
 #[derive(Debug, Error)]
 pub enum PlanError {
-    #[error("{path}:{line}:{column}: {message}. Fix the plan file (or restore it from version control) and run again.")]
+    #[error("{path}, line {line}, column {column}: {message}. Fix the plan file (or restore it from version control) and run again.")]
     Parse {
         path: String,
         line: usize,

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every check and test of iam-rotate on a fresh machine: installs moto's
+# server into ./.venv (pinned, from scripts/requirements-test.txt) when it is
+# missing or stale, then runs rustfmt, clippy and `cargo test`.
+#
+#   scripts/test.sh                 everything
+#   scripts/test.sh --test it drift extra arguments go to `cargo test`
+#
+# The integration tests start one moto_server per test on a free loopback
+# port. Without moto they are skipped with a note, except under CI=true,
+# where they fail: a green CI run never hides a skipped test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+requirements=scripts/requirements-test.txt
+venv=.venv
+stamp="$venv/.requirements"
+if ! cmp -s "$requirements" "$stamp" 2>/dev/null || [ ! -x "$venv/bin/moto_server" ]; then
+  echo "==> installing moto into $venv (pinned by $requirements)"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$stamp"
+fi
+
+# A moto that cannot start must fail here, loudly, not skip tests later.
+"$venv/bin/python" -c 'import moto.server, moto; print("==> moto", moto.__version__)'
+export IAM_ROTATE_MOTO_SERVER="$PWD/$venv/bin/moto_server"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --locked "$@"

@@ -1,0 +1,5 @@
+//! Integration tests: the real `iam-rotate` binary against `moto_server`.
+//! One test binary for the whole suite keeps link time down.
+
+mod harness;
+mod lifecycle;
