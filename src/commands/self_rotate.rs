@@ -96,7 +96,7 @@ pub fn iam_user_of(arn: &str) -> Result<&str, String> {
     } else if resource.starts_with("federated-user/") {
         "a federated user, whose credentials are temporary".to_string()
     } else {
-        format!("not an IAM user ({resource})")
+        format!("something that is not an IAM user ({resource})")
     };
     Err(format!(
         "self-rotate rotates the access key of an IAM user, but the credentials in use belong to \

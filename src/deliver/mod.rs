@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
@@ -160,16 +161,15 @@ pub trait Deliver: Send + Sync {
 }
 
 /// An AWS error as a delivery failure; see [`aws_message`].
-fn aws_failure<E, R>(
+fn aws_failure<E>(
     destination: &Destination,
     operation: &str,
-    err: &SdkError<E, R>,
+    err: &SdkError<E, HttpResponse>,
     permissions: &str,
     secrets: &[&str],
 ) -> DeliverError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     DeliverError::failed(
         destination,
@@ -180,33 +180,37 @@ where
 /// What failed, AWS's own words, and what to fix. AWS validation messages
 /// may quote the value sent, so every string in `secrets` is cut out of
 /// them.
-fn aws_message<E, R>(
+fn aws_message<E>(
     operation: &str,
-    err: &SdkError<E, R>,
+    err: &SdkError<E, HttpResponse>,
     permissions: &str,
     secrets: &[&str],
 ) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let denied = err.code().is_some_and(|c| c.starts_with("AccessDenied")) || status == Some(403);
     let message = match err {
-        SdkError::ServiceError(_) => format!(
-            "{}: {}",
-            err.code().unwrap_or("error"),
-            err.message().unwrap_or("(no message)")
-        ),
+        SdkError::ServiceError(_) => {
+            let code = match (err.code(), status) {
+                (Some(code), _) => code.to_string(),
+                (None, Some(status)) => format!("HTTP {status}"),
+                (None, None) => "error".to_string(),
+            };
+            format!("{code}: {}", err.message().unwrap_or("no message"))
+        }
         _ => DisplayErrorContext(err).to_string(),
     };
     let message = scrub(&message, secrets);
-    let hint = match err.code() {
-        Some(code) if code.starts_with("AccessDenied") => {
-            format!("The credentials in use need {permissions}")
-        }
-        Some(_) => "Fix what AWS names and run again".to_string(),
-        None => "Check the network, the region (--region) and the endpoint (--endpoint-url), \
-                 then run again"
-            .to_string(),
+    let hint = if denied {
+        format!("The credentials in use need {permissions}")
+    } else if matches!(err, SdkError::ServiceError(_)) {
+        "Fix what AWS names and run again".to_string()
+    } else {
+        "Check the network, the region (--region) and the endpoint (--endpoint-url), then run \
+         again"
+            .to_string()
     };
     format!("{operation} failed ({message}). {hint}")
 }

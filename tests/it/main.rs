@@ -1,5 +1,6 @@
 //! Integration tests: the real `iam-rotate` binary against `moto_server`.
 //! One test binary for the whole suite keeps link time down.
 
+mod deliver;
 mod harness;
 mod lifecycle;
