@@ -282,27 +282,31 @@ pub async fn execute(context: &Context, args: SelfRotateArgs) -> anyhow::Result<
         deliver: &deliverer,
         caller: caller.clone(),
     };
-    let bar = spinner("waiting for IAM to record the new key's first use", false);
+    let mut bar: Option<ProgressBar> = None;
     let report = loop {
-        let report = engine.run(&mut locked, RunOptions::default()).await;
-        let report = match report {
+        let report = match engine.run(&mut locked, RunOptions::default()).await {
             Ok(report) => report,
             Err(e) => {
-                bar.finish_and_clear();
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
                 return Err(e.into());
             }
         };
         actions.extend(report.actions.iter().cloned());
         say_actions(context, &report);
-        // IAM records a key's use with a lag: wait for it within the bound.
-        let early = matches!(report.phase, Phase::WaitForAdoption | Phase::CheckLastUsed);
-        if early && matches!(report.outcome, Outcome::Waiting { .. }) && Instant::now() < deadline {
-            tokio::time::sleep(POLL.min(deadline - Instant::now())).await;
+        if let Some(pause) = worth_waiting(&report, context.clock.now(), deadline) {
+            bar.get_or_insert_with(|| {
+                spinner("waiting for IAM to record the new key's first use", false)
+            });
+            tokio::time::sleep(pause).await;
             continue;
         }
         break report;
     };
-    bar.finish_and_clear();
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let mut outcome = report.outcome;
 
     if args.delete_now && locked.plan.phase == Phase::Verify {
@@ -349,6 +353,29 @@ pub async fn execute(context: &Context, args: SelfRotateArgs) -> anyhow::Result<
         outcome,
     )?;
     Ok(status)
+}
+
+/// How long to pause before asking the engine again, when the plan waits
+/// for something that can come within the bound: IAM recording the new
+/// key's first use (it lags), or a due time the bound reaches. A plan that
+/// waits for days (a policy other than self-rotate's) is not waited for.
+fn worth_waiting(
+    report: &RunReport,
+    now: chrono::DateTime<chrono::Utc>,
+    deadline: Instant,
+) -> Option<Duration> {
+    let Outcome::Waiting { until, .. } = &report.outcome else {
+        return None;
+    };
+    if !matches!(report.phase, Phase::WaitForAdoption | Phase::CheckLastUsed) {
+        return None;
+    }
+    let left = deadline.checked_duration_since(Instant::now())?;
+    let reachable = match until {
+        None => true,
+        Some(until) => (*until - now).to_std().unwrap_or_default() <= left,
+    };
+    (reachable && !left.is_zero()).then(|| POLL.min(left))
 }
 
 fn stamp(context: &Context, caller: &Caller) -> Stamp {
@@ -668,12 +695,19 @@ fn say_where_it_stands(context: &Context, locked: &LockedPlan, profile: &str, ou
                 crate::duration::relative(due, now)
             ));
         }
-        (_, Outcome::Waiting { reason, .. }) => {
+        (_, Outcome::Waiting { reason, until, .. }) => {
             output::line(format!("{user}: {} - {reason}", plan.phase));
+            let when = match until {
+                Some(until) => format!(
+                    "after {} ({})",
+                    output::time(*until),
+                    crate::duration::relative(*until, now)
+                ),
+                None => "in a few minutes, once IAM has recorded the new key's use".into(),
+            };
             output::line(format!(
                 "  the new key {new} works and is in profile [{profile}]; the old key {old} stays \
-                 active until IAM records the new key's use. Run `iam-rotate self-rotate` again \
-                 in a few minutes"
+                 active for now. Run `iam-rotate self-rotate` again {when}"
             ));
         }
         (phase, _) => output::line(format!("{user}: {phase}")),
@@ -756,6 +790,48 @@ mod tests {
         assert_eq!(policy.quiet_period.to_string(), "0s");
         assert_eq!(policy.verify_period.to_string(), "1d");
         assert!(policy.require_new_key_use);
+    }
+
+    fn waiting(phase: Phase, until: Option<chrono::DateTime<chrono::Utc>>) -> RunReport {
+        RunReport {
+            user: "alice".into(),
+            account: "123456789012".into(),
+            phase,
+            actions: Vec::new(),
+            outcome: Outcome::Waiting {
+                until,
+                reason: String::new(),
+                next: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn only_waits_that_can_end_within_the_bound_are_waited_for() {
+        let now = chrono::Utc::now();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let pause = worth_waiting(&waiting(Phase::WaitForAdoption, None), now, deadline);
+        assert_eq!(pause, Some(POLL));
+        let soon = Some(now + chrono::Duration::seconds(30));
+        assert!(worth_waiting(&waiting(Phase::CheckLastUsed, soon), now, deadline).is_some());
+        // A normal plan's seven-day adoption wait is not waited out here.
+        let days = Some(now + chrono::Duration::days(7));
+        assert_eq!(
+            worth_waiting(&waiting(Phase::WaitForAdoption, days), now, deadline),
+            None
+        );
+        assert_eq!(
+            worth_waiting(&waiting(Phase::Verify, None), now, deadline),
+            None
+        );
+        let passed = Instant::now();
+        assert_eq!(
+            worth_waiting(&waiting(Phase::WaitForAdoption, None), now, passed),
+            None
+        );
+        let mut finished = waiting(Phase::WaitForAdoption, None);
+        finished.outcome = Outcome::Finished;
+        assert_eq!(worth_waiting(&finished, now, deadline), None);
     }
 
     fn credentials(id: &str) -> Credentials {

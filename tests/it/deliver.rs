@@ -629,3 +629,26 @@ fn self_rotate_refuses_credentials_it_would_not_rotate() {
     assert!(!env.plan_path("mia").exists());
     env.assert_no_secret_leaked(&[&file]);
 }
+
+#[test]
+fn self_rotate_leaves_a_plan_of_another_kind_alone() {
+    let env = moto_env!();
+    let old = env.user("owen", 1).remove(0);
+    let file = credentials_file(&env);
+    write_private(&file, &laptop_credentials(&old, "default"));
+    env.run(&["plan", "owen"]).expect(0);
+    let plan_before = env.plan_text("owen");
+
+    let run = self_rotate(&env, &[], None, &[]);
+    run.expect(1);
+    assert!(
+        run.text()
+            .contains("already has an unfinished rotation plan"),
+        "{}",
+        run.text()
+    );
+    assert!(run.text().contains("iam-rotate run owen"), "{}", run.text());
+    assert_eq!(env.plan_text("owen"), plan_before);
+    assert_eq!(env.keys("owen"), vec![(old.id.clone(), "Active".into())]);
+    env.assert_no_secret_leaked(&[&file]);
+}
