@@ -29,13 +29,13 @@ use tokio::time::Instant;
 use super::{Context, Status};
 use crate::aws::AwsIam;
 use crate::cli::SelfRotateArgs;
-use crate::deliver::{self, profile};
+use crate::deliver::{self, profile, Deliverer};
 use crate::duration::HumanDuration;
 use crate::engine::{Engine, Outcome, RunOptions, RunReport};
 use crate::error::UsageError;
 use crate::iam::{Caller, Iam, IamError};
 use crate::output;
-use crate::plan::{mask_key, LockedPlan, Phase, PlanStore, Stamp};
+use crate::plan::{mask_key, LockedPlan, Phase, Plan, PlanStore, Stamp};
 use crate::planner::{plan_user, PlanRequest, Planned};
 use crate::rotation::policy::Policy;
 
@@ -139,220 +139,249 @@ pub async fn execute(context: &Context, args: SelfRotateArgs) -> anyhow::Result<
 
     let in_use = key_in_use(config).await?;
     check_profile_holds(&credentials_file, &profile, &in_use)?;
-
     let delivery = format!("profile:{profile}");
     let path = context.plans.path_for(&caller.account, &user);
-    let mut locked = open_or_plan(context, old_iam, &caller, &user, &delivery, &path).await?;
+    let locked = open_or_plan(context, old_iam, &caller, &user, &delivery, &path).await?;
     check_plan_key(&locked, in_use.access_key_id(), &profile)?;
     drop(in_use);
 
-    let deliverer = context.deliverer().await;
-    let mut actions = Vec::new();
-    let mut outcome = None;
+    let mut session = Session {
+        context,
+        caller,
+        profile,
+        credentials_file,
+        deliverer: context.deliverer().await,
+        locked,
+        actions: Vec::new(),
+    };
 
-    if locked.plan.phase == Phase::CreateSecondKey {
-        let engine = Engine {
-            iam: old_iam,
-            clock: context.clock.as_ref(),
-            deliver: &deliverer,
-            caller: caller.clone(),
-        };
-        let report = engine.run(&mut locked, RunOptions::default()).await?;
-        say_actions(context, &report);
-        actions.extend(report.actions);
-        outcome = Some(report.outcome);
+    // With the old key: create the new one and write it into the profile.
+    let mut just_blocked = false;
+    if session.locked.plan.phase == Phase::CreateSecondKey {
+        let report = session.run_engine(old_iam).await?;
+        match report.outcome {
+            Outcome::WrongAccount { reason } => bail!("{reason}"),
+            Outcome::Blocked { .. } => just_blocked = true,
+            _ => {}
+        }
     }
-    match locked.plan.phase {
+    match session.locked.plan.phase {
         Phase::Blocked => {
-            let reason = locked.plan.blocked_reason.clone().unwrap_or_default();
-            if !context.json() {
+            let reason = session.locked.plan.blocked_reason.clone();
+            let reason = reason.unwrap_or_default();
+            if !just_blocked && !context.json() {
                 output::line(format!("{user}: BLOCKED - {reason}"));
             }
-            let outcome = Outcome::Blocked { reason };
-            finish(
-                context,
-                &locked,
-                &profile,
-                &credentials_file,
-                actions,
-                outcome,
-            )?;
-            return Ok(Status::Blocked);
+            return session.conclude(Outcome::Blocked { reason });
         }
         Phase::CreateSecondKey | Phase::Done | Phase::RolledBack => {
-            // Only a refusal (a wrong account) leaves a fresh plan here.
-            let outcome = outcome.unwrap_or(Outcome::Finished);
-            if let Outcome::WrongAccount { reason } = &outcome {
-                bail!("{reason}");
-            }
-            finish(
-                context,
-                &locked,
-                &profile,
-                &credentials_file,
-                actions,
-                outcome,
-            )?;
-            return Ok(Status::Success);
+            return session.conclude(Outcome::Finished)
         }
         _ => {}
     }
 
-    // From here on every IAM call is signed with the new key, read back
-    // from the profile: the old key is about to stop working.
-    let new_key_id = locked
-        .plan
-        .new_key
-        .as_ref()
-        .map(|k| k.id.clone())
-        .ok_or_else(|| anyhow!("the plan records no new key; restore it from version control"))?;
-    let secret = new_key_secret(&credentials_file, &profile, &new_key_id, &user)?;
-    let new_config = with_key(config, &new_key_id, &secret);
-    drop(secret);
-    let new_iam = AwsIam::new(&new_config);
-
+    // Switch to the new key: the old one is about to stop working.
+    let new_iam = session.new_key_iam(config)?;
     // The bound covers waiting for the key to authenticate and for IAM to
     // record its use.
     let deadline = Instant::now() + Duration::from_secs(args.wait.as_secs());
     // Once the old key is inactive the new one has long been proven.
-    let proven = matches!(locked.plan.phase, Phase::Verify | Phase::Delete);
-    let waited = if proven {
-        Duration::ZERO
-    } else {
-        match wait_until_authenticates(&new_iam, &locked.plan.user_arn, &new_key_id, deadline).await
-        {
-            Ok(waited) => waited,
+    if !matches!(session.locked.plan.phase, Phase::Verify | Phase::Delete) {
+        let new_key_id = session.new_key_id()?;
+        let user_arn = session.locked.plan.user_arn.clone();
+        match wait_until_authenticates(&new_iam, &user_arn, &new_key_id, deadline).await {
+            Ok(waited) => session.authenticated(waited)?,
             Err(Refusal::Fatal(message)) => bail!("{message}"),
-            Err(Refusal::Timeout(last)) => {
-                let message = format!(
-                    "the new key {} did not authenticate within {} (last answer from STS: \
-                     {last}). The old key {} stays active and the plan stays in {}; profile \
-                     [{profile}] already holds the new key. Run `iam-rotate self-rotate` again \
-                     in a few minutes: it waits for the new key again",
-                    mask_key(&new_key_id),
-                    args.wait,
-                    mask_key(&locked.plan.old_key.id),
-                    locked.plan.phase
-                );
-                let stamp = stamp(context, &caller);
-                locked.plan.record(message.clone(), &stamp);
-                locked.plan.last_error = Some(message.clone());
-                locked.save()?;
-                if context.json() {
-                    let outcome = Outcome::Waiting {
-                        until: None,
-                        reason: message,
-                        next: "run `iam-rotate self-rotate` again".into(),
-                    };
-                    finish(
-                        context,
-                        &locked,
-                        &profile,
-                        &credentials_file,
-                        actions,
-                        outcome,
-                    )?;
-                } else {
-                    output::line(format!("{user}: {message}"));
-                }
-                return Ok(Status::Failed);
-            }
+            Err(Refusal::Timeout(last)) => return session.timed_out(&last, args.wait),
         }
-    };
-    if locked.plan.phase == Phase::WaitForAdoption {
-        let stamp = stamp(context, &caller);
+    }
+
+    // With the new key: the engine sees it used and sets the old key
+    // inactive.
+    let mut outcome = session.advance(&new_iam, deadline).await?;
+    if args.delete_now && session.locked.plan.phase == Phase::Verify {
+        outcome = session.delete_now(&new_iam).await?;
+    }
+    session.conclude(outcome)
+}
+
+/// One self-rotation under way: the plan (locked) and what was done to it.
+struct Session<'a> {
+    context: &'a Context,
+    caller: Caller,
+    profile: String,
+    credentials_file: PathBuf,
+    deliverer: Deliverer,
+    locked: LockedPlan,
+    /// Every action taken in this process, in order, as history has them.
+    actions: Vec<String>,
+}
+
+impl Session<'_> {
+    fn stamp(&self) -> Stamp {
+        stamp(self.context, &self.caller)
+    }
+
+    fn new_key_id(&self) -> anyhow::Result<String> {
+        self.locked
+            .plan
+            .new_key
+            .as_ref()
+            .map(|k| k.id.clone())
+            .ok_or_else(|| anyhow!("the plan records no new key; restore it from version control"))
+    }
+
+    /// Records an action that changes no phase, and says it.
+    fn record(&mut self, action: String) -> anyhow::Result<()> {
+        let stamp = self.stamp();
+        self.locked.plan.record(action.clone(), &stamp);
+        self.locked.save()?;
+        if !self.context.json() {
+            output::line(format!("{}: {action}", self.locked.plan.user));
+        }
+        self.actions.push(action);
+        Ok(())
+    }
+
+    /// Takes the plan through every step due now, signing with `iam`.
+    async fn run_engine(&mut self, iam: &dyn Iam) -> anyhow::Result<RunReport> {
+        let engine = Engine {
+            iam,
+            clock: self.context.clock.as_ref(),
+            deliver: &self.deliverer,
+            caller: self.caller.clone(),
+        };
+        let report = engine.run(&mut self.locked, RunOptions::default()).await?;
+        say_actions(self.context, &report);
+        self.actions.extend(report.actions.iter().cloned());
+        Ok(report)
+    }
+
+    /// IAM and STS signed with the new key, read back from the profile.
+    fn new_key_iam(&self, config: &SdkConfig) -> anyhow::Result<AwsIam> {
+        let new_key_id = self.new_key_id()?;
+        let secret = new_key_secret(
+            &self.credentials_file,
+            &self.profile,
+            &new_key_id,
+            &self.locked.plan.user,
+        )?;
+        Ok(AwsIam::new(&with_key(config, &new_key_id, &secret)))
+    }
+
+    fn authenticated(&mut self, waited: Duration) -> anyhow::Result<()> {
+        if self.locked.plan.phase != Phase::WaitForAdoption {
+            return Ok(());
+        }
         let action = format!(
             "new key {} authenticated as {} (STS GetCallerIdentity signed with it, after {}s); \
              IAM calls from here on are signed with it",
-            mask_key(&new_key_id),
-            locked.plan.user_arn,
+            mask_key(&self.new_key_id()?),
+            self.locked.plan.user_arn,
             waited.as_secs()
         );
-        locked.plan.record(action.clone(), &stamp);
-        locked.save()?;
-        if !context.json() {
-            output::line(format!("{user}: {action}"));
-        }
-        actions.push(action);
+        self.record(action)
     }
 
-    let engine = Engine {
-        iam: &new_iam,
-        clock: context.clock.as_ref(),
-        deliver: &deliverer,
-        caller: caller.clone(),
-    };
-    let mut bar: Option<ProgressBar> = None;
-    let report = loop {
-        let report = match engine.run(&mut locked, RunOptions::default()).await {
-            Ok(report) => report,
-            Err(e) => {
-                if let Some(bar) = &bar {
-                    bar.finish_and_clear();
-                }
-                return Err(e.into());
+    /// The new key never authenticated: the old key stays active, and the
+    /// plan says so.
+    fn timed_out(mut self, last: &str, wait: HumanDuration) -> anyhow::Result<Status> {
+        let plan = &self.locked.plan;
+        let message = format!(
+            "the new key {} did not authenticate within {wait} (last answer from STS: {last}). \
+             The old key {} stays active and the plan stays in {}; profile [{}] already holds \
+             the new key. Run `iam-rotate self-rotate` again in a few minutes: it waits for the \
+             new key again",
+            mask_key(&self.new_key_id()?),
+            mask_key(&plan.old_key.id),
+            plan.phase,
+            self.profile
+        );
+        self.locked.plan.last_error = Some(message.clone());
+        self.record(message.clone())?;
+        if self.context.json() {
+            self.conclude(Outcome::Waiting {
+                until: None,
+                reason: message,
+                next: "run `iam-rotate self-rotate` again".into(),
+            })?;
+        }
+        Ok(Status::Failed)
+    }
+
+    /// Runs the engine with the new key, waiting within the bound for what
+    /// can come soon (IAM recording the new key's use).
+    async fn advance(&mut self, iam: &dyn Iam, deadline: Instant) -> anyhow::Result<Outcome> {
+        let mut bar: Option<ProgressBar> = None;
+        let result = loop {
+            let report = match self.run_engine(iam).await {
+                Ok(report) => report,
+                Err(e) => break Err(e),
+            };
+            if let Some(pause) = worth_waiting(&report, self.context.clock.now(), deadline) {
+                bar.get_or_insert_with(|| {
+                    spinner("waiting for IAM to record the new key's first use", false)
+                });
+                tokio::time::sleep(pause).await;
+                continue;
             }
+            break Ok(report.outcome);
         };
-        actions.extend(report.actions.iter().cloned());
-        say_actions(context, &report);
-        if let Some(pause) = worth_waiting(&report, context.clock.now(), deadline) {
-            bar.get_or_insert_with(|| {
-                spinner("waiting for IAM to record the new key's first use", false)
-            });
-            tokio::time::sleep(pause).await;
-            continue;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
         }
-        break report;
-    };
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
+        result
     }
-    let mut outcome = report.outcome;
 
-    if args.delete_now && locked.plan.phase == Phase::Verify {
-        let stamp = stamp(context, &caller);
-        locked.plan.transition(
-            Phase::Delete,
-            format!(
-                "verify_period skipped (--delete-now): the new key {} authenticates as {} and \
-                 the old key {} is inactive",
-                mask_key(&new_key_id),
-                locked.plan.user_arn,
-                mask_key(&locked.plan.old_key.id)
-            ),
-            &stamp,
-        );
-        locked.save()?;
-        actions.push(
-            locked
-                .plan
-                .history
-                .last()
-                .map(|h| h.action.clone())
+    /// `--delete-now`: the old key goes once the new one works, without
+    /// waiting for verify_period.
+    async fn delete_now(&mut self, iam: &dyn Iam) -> anyhow::Result<Outcome> {
+        let stamp = self.stamp();
+        let plan = &mut self.locked.plan;
+        let action = format!(
+            "verify_period skipped (--delete-now): the new key {} authenticates as {} and the \
+             old key {} is inactive",
+            plan.new_key
+                .as_ref()
+                .map(|k| mask_key(&k.id))
                 .unwrap_or_default(),
+            plan.user_arn,
+            mask_key(&plan.old_key.id)
         );
-        let report = engine.run(&mut locked, RunOptions::default()).await?;
-        say_actions(context, &report);
-        actions.extend(report.actions);
-        outcome = report.outcome;
+        plan.transition(Phase::Delete, action.clone(), &stamp);
+        self.locked.save()?;
+        if !self.context.json() {
+            output::line(format!("{}: {action}", self.locked.plan.user));
+        }
+        self.actions.push(action);
+        Ok(self.run_engine(iam).await?.outcome)
     }
 
-    if !context.json() {
-        say_where_it_stands(context, &locked, &profile, &outcome);
+    /// Says where the rotation stands (or prints the JSON document) and
+    /// picks the exit status.
+    fn conclude(self, outcome: Outcome) -> anyhow::Result<Status> {
+        let status = match &outcome {
+            Outcome::Blocked { .. } | Outcome::WrongAccount { .. } => Status::Blocked,
+            _ => Status::Success,
+        };
+        let plan = &self.locked.plan;
+        if !self.context.json() {
+            say_where_it_stands(self.context, plan, &self.profile, &outcome);
+            return Ok(status);
+        }
+        output::json(&SelfRotateReport {
+            user: plan.user.clone(),
+            account: plan.account.clone(),
+            profile: self.profile.clone(),
+            credentials_file: self.credentials_file.clone(),
+            phase: plan.phase,
+            old_key: plan.old_key.id.clone(),
+            new_key: plan.new_key.as_ref().map(|k| k.id.clone()),
+            actions: self.actions,
+            outcome,
+        })?;
+        Ok(status)
     }
-    let status = match &outcome {
-        Outcome::Blocked { .. } | Outcome::WrongAccount { .. } => Status::Blocked,
-        _ => Status::Success,
-    };
-    finish(
-        context,
-        &locked,
-        &profile,
-        &credentials_file,
-        actions,
-        outcome,
-    )?;
-    Ok(status)
 }
 
 /// How long to pause before asking the engine again, when the plan waits
@@ -395,6 +424,14 @@ async fn key_in_use(config: &SdkConfig) -> anyhow::Result<Credentials> {
         .provide_credentials()
         .await
         .context("cannot load the AWS credentials in use")?;
+    if credentials.session_token().is_some() && credentials.access_key_id().starts_with("AKIA") {
+        bail!(
+            "the credentials in use pair the long-term key {} with a session token, which AWS \
+             rejects; remove aws_session_token from the profile (or unset AWS_SESSION_TOKEN) \
+             and run again",
+            mask_key(credentials.access_key_id())
+        );
+    }
     if credentials.session_token().is_some() {
         bail!(
             "the credentials in use are temporary (key {}, with a session token): self-rotate \
@@ -667,8 +704,7 @@ fn say_actions(context: &Context, report: &RunReport) {
     }
 }
 
-fn say_where_it_stands(context: &Context, locked: &LockedPlan, profile: &str, outcome: &Outcome) {
-    let plan = &locked.plan;
+fn say_where_it_stands(context: &Context, plan: &Plan, profile: &str, outcome: &Outcome) {
     let user = &plan.user;
     let old = mask_key(&plan.old_key.id);
     let new = plan
@@ -710,33 +746,12 @@ fn say_where_it_stands(context: &Context, locked: &LockedPlan, profile: &str, ou
                  active for now. Run `iam-rotate self-rotate` again {when}"
             ));
         }
+        (Phase::Blocked, _) => output::line(format!(
+            "  once that is fixed, `iam-rotate run --retry-blocked {user}` goes on (or \
+             `iam-rotate rollback {user}`)"
+        )),
         (phase, _) => output::line(format!("{user}: {phase}")),
     }
-}
-
-fn finish(
-    context: &Context,
-    locked: &LockedPlan,
-    profile: &str,
-    credentials_file: &Path,
-    actions: Vec<String>,
-    outcome: Outcome,
-) -> anyhow::Result<()> {
-    if !context.json() {
-        return Ok(());
-    }
-    let plan = &locked.plan;
-    output::json(&SelfRotateReport {
-        user: plan.user.clone(),
-        account: plan.account.clone(),
-        profile: profile.to_string(),
-        credentials_file: credentials_file.to_path_buf(),
-        phase: plan.phase,
-        old_key: plan.old_key.id.clone(),
-        new_key: plan.new_key.as_ref().map(|k| k.id.clone()),
-        actions,
-        outcome,
-    })
 }
 
 #[cfg(test)]
