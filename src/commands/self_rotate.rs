@@ -198,9 +198,14 @@ pub async fn execute(context: &Context, args: SelfRotateArgs) -> anyhow::Result<
 
     // With the new key: the engine sees it used and sets the old key
     // inactive.
+    let before = session.locked.plan.phase;
     let mut outcome = session.advance(&new_iam, deadline).await?;
-    if args.delete_now && session.locked.plan.phase == Phase::Verify {
-        outcome = session.delete_now(&new_iam).await?;
+    if session.locked.plan.phase == Phase::Verify {
+        if args.delete_now {
+            outcome = session.delete_now(&new_iam).await?;
+        } else if before != Phase::Verify {
+            session.baseline_at_deactivation()?;
+        }
     }
     session.conclude(outcome)
 }
@@ -331,6 +336,27 @@ impl Session<'_> {
             bar.finish_and_clear();
         }
         result
+    }
+
+    /// The old key's last uses were this command's own calls, seconds
+    /// before it went inactive, and IAM may publish them only later (its
+    /// last-used data lags and is coarse). So that verify does not take them
+    /// for a use after deactivation, its baseline becomes the real moment
+    /// the key went inactive.
+    fn baseline_at_deactivation(&mut self) -> anyhow::Result<()> {
+        let now = self.context.clock.system_now();
+        let old = &mut self.locked.plan.old_key;
+        if old.last_used_at_deactivation.is_some_and(|at| at >= now) {
+            return Ok(());
+        }
+        old.last_used_at_deactivation = Some(now);
+        let action = format!(
+            "verify baseline for old key {} set to {}, when it went inactive: its last uses were \
+             self-rotate's own calls just before, which IAM may record late",
+            mask_key(&old.id),
+            output::time(now)
+        );
+        self.record(action)
     }
 
     /// `--delete-now`: the old key goes once the new one works, without
