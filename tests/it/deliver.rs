@@ -524,9 +524,10 @@ fn self_rotate_keeps_the_old_key_inactive_until_verify_period_passes() {
     assert_eq!(plan["policy"]["quiet_period"], "0s");
     assert_eq!(plan["policy"]["verify_period"], "1d");
     assert_eq!(plan["policy"]["require_new_key_use"], true);
-    assert!(env
-        .plan_text("kate")
-        .contains("one consumer is that profile"));
+    let text = env.plan_text("kate");
+    assert!(text.contains("one consumer is that profile"), "{text}");
+    assert!(text.contains("verify baseline for old key"), "{text}");
+    assert!(plan["old_key"]["last_used_at_deactivation"].is_string());
 
     // Again right away: it waits for verify_period and changes nothing.
     let run = self_rotate(&env, &vars, None, &[]);
