@@ -1,5 +1,8 @@
 //! Integration tests: the real `iam-rotate` binary against `moto_server`.
 //! One test binary for the whole suite keeps link time down.
 
+mod bad_input;
+mod faults;
 mod harness;
 mod lifecycle;
+mod proxy;
