@@ -2,6 +2,7 @@
 //! One test binary for the whole suite keeps link time down.
 
 mod bad_input;
+mod crash;
 mod faults;
 mod harness;
 mod lifecycle;
