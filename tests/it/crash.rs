@@ -46,6 +46,7 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     env.proxy.set_faults(Faults {
         delay: 0.5,
         delay_by: Duration::from_millis(40),
+        slow_create_answer: Duration::from_millis(250),
         seed: 11,
         ..Faults::default()
     });
@@ -93,6 +94,10 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
         .sum();
     eprintln!("kills landed mid-run: {kills}; orphans found and deleted: {orphans}");
     assert!(kills >= 3, "the kills must land while the run works");
+    assert!(
+        orphans >= 1,
+        "at least one kill must land between create and record"
+    );
     assert_one_new_key_each(&env, &users, &old);
 }
 

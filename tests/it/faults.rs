@@ -82,6 +82,7 @@ fn faults_never_lose_or_double_a_key() {
         delay_by: Duration::from_millis(300),
         lose_create: 0.4,
         seed: 7,
+        ..Faults::default()
     });
     args[0] = "run";
     let runs = run_until_created(&env, &users, &args, 15);

@@ -24,6 +24,9 @@ pub struct Faults {
     pub delay_by: Duration,
     /// CreateAccessKey only: forwarded, then the answer is dropped.
     pub lose_create: f64,
+    /// CreateAccessKey only: IAM has made the key, the answer waits this
+    /// long — the window where a crash leaves an orphan.
+    pub slow_create_answer: Duration,
     pub seed: u64,
 }
 
@@ -225,6 +228,10 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
             .forwarded
             .entry(request.action.clone())
             .or_default() += 1;
+        if request.action == "CreateAccessKey" {
+            let wait = shared.lock().unwrap().faults.slow_create_answer;
+            std::thread::sleep(wait);
+        }
         if fault == Some("lose_create") {
             // IAM made the key; the client never hears of it.
             let _ = client.shutdown(Shutdown::Both);
