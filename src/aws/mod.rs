@@ -26,7 +26,7 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// Builds the one SDK configuration every client of this process uses.
 pub async fn load_config(args: &AwsArgs) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(
-        RetryConfig::adaptive()
+        RetryConfig::standard()
             .with_max_attempts(args.max_attempts.unwrap_or(5))
             .with_initial_backoff(std::time::Duration::from_millis(200)),
     );

@@ -27,7 +27,9 @@ impl RunResult {
     pub fn status(&self) -> Status {
         match self {
             RunResult::Report(r) => match r.outcome {
-                Outcome::Blocked { .. } | Outcome::WrongAccount { .. } => Status::Blocked,
+                Outcome::Blocked { .. } => Status::Blocked,
+                // The plan is fine; the invocation used the wrong credentials.
+                Outcome::WrongAccount { .. } => Status::Failed,
                 _ => Status::Success,
             },
             RunResult::Other {

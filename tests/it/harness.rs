@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
 
+use crate::proxy::{Faults, Proxy};
+
 /// The account moto serves unless told otherwise.
 pub const ACCOUNT: &str = "123456789012";
 
@@ -171,6 +173,8 @@ impl Run {
 /// plans folder in it, and every secret and output seen, for the scan.
 pub struct Env {
     pub moto: Moto,
+    /// Between the binary and moto: counts requests, injects faults.
+    pub proxy: Proxy,
     pub dir: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
     secrets: RefCell<Vec<String>>,
@@ -192,7 +196,9 @@ impl Env {
             .enable_all()
             .build()
             .unwrap();
+        let proxy = Proxy::start(&moto.endpoint, Faults::default());
         Some(Env {
+            proxy,
             moto,
             dir,
             runtime,
@@ -239,7 +245,7 @@ impl Env {
                 "operator-test-credentials-not-secret00000",
             )
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", &self.moto.endpoint)
+            .env("AWS_ENDPOINT_URL", &self.proxy.endpoint)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("IAM_ROTATE_PLANS_DIR", self.plans())
             .env("NO_COLOR", "1")

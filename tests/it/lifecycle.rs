@@ -334,7 +334,7 @@ fn wrong_account_changes_nothing() {
     let other = Env::for_account("999988887777").unwrap();
     let path = env.plan_path("gil");
     let run = other.run(&["run", path.to_str().unwrap()]);
-    run.expect(3);
+    run.expect(1);
     assert!(
         run.text().contains("999988887777") && run.text().contains(ACCOUNT),
         "{}",
