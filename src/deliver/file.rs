@@ -75,6 +75,15 @@ pub(super) fn deliver(
     Ok(())
 }
 
+/// The key id in the CSV's data row, if the file is there and readable.
+pub(super) fn held_key_id(path: &Path) -> Option<String> {
+    let text = Zeroizing::new(fs::read_to_string(path).ok()?);
+    let mut lines = text.lines();
+    (lines.next()? == HEADER).then_some(())?;
+    let id = lines.next()?.split(',').next()?;
+    Some(id.to_string())
+}
+
 fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -158,6 +158,15 @@ pub trait Deliver: Send + Sync {
         destination: &Destination,
         key: &CreatedKey,
     ) -> Result<(), DeliverError>;
+
+    /// The access key id the destination holds now, where it can be read
+    /// locally (file, profile); `None` when it holds none or cannot say.
+    /// A run that dies between delivering a key and recording it leaves a
+    /// key that looks like an orphan: if the destination holds it, it was
+    /// delivered, and may already be in use, so it is kept, not deleted.
+    async fn held_key_id(&self, _destination: &Destination) -> Option<String> {
+        None
+    }
 }
 
 /// An AWS error as a delivery failure; see [`aws_message`].
@@ -215,14 +224,42 @@ where
     format!("{operation} failed ({message}). {hint}")
 }
 
-/// `text` with every occurrence of each secret replaced.
+/// `text` with every occurrence of each secret replaced, and then anything
+/// shaped like a secret access key (40 or more characters of its alphabet
+/// in a row): AWS may quote a value escaped or cut, and a message of ours
+/// may carry an old key's value, as an SSM restore does.
 fn scrub(text: &str, secrets: &[&str]) -> String {
-    secrets
+    let text = secrets
         .iter()
         .filter(|s| !s.is_empty())
         .fold(text.to_string(), |text, secret| {
             text.replace(secret, "[redacted]")
-        })
+        });
+    scrub_secret_shaped(&text)
+}
+
+pub(crate) fn scrub_secret_shaped(text: &str) -> String {
+    let is_secret_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '+' | '=');
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.chars().count() >= 40 {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_secret_char(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// The real destinations. The AWS ones (Secrets Manager, SSM) use the
@@ -260,6 +297,18 @@ fn credentials_path(destination: &Destination) -> Result<PathBuf, DeliverError> 
 
 #[async_trait]
 impl Deliver for Deliverer {
+    async fn held_key_id(&self, destination: &Destination) -> Option<String> {
+        match destination {
+            Destination::File(path) => file::held_key_id(path),
+            Destination::Profile(name) => {
+                let path = profile::credentials_path().ok()?;
+                let text = profile::read_file(&path).ok()??;
+                profile::read_key(&text, name).ok()??.key_id
+            }
+            _ => None,
+        }
+    }
+
     async fn check(&self, destination: &Destination) -> Result<(), DeliverError> {
         match destination {
             Destination::File(path) => file::check(destination, path),
@@ -398,6 +447,12 @@ mod tests {
         assert!(!clean.contains(secret), "{clean}");
         assert!(clean.contains("[redacted]"));
         assert_eq!(scrub("plain", &[""]), "plain");
+        let shaped = "value wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY was refused";
+        assert_eq!(scrub(shaped, &[]), "value [redacted] was refused");
+        assert_eq!(
+            scrub("arn:aws:iam::123456789012:user/alice", &[]),
+            "arn:aws:iam::123456789012:user/alice"
+        );
     }
 
     #[tokio::test]

@@ -529,13 +529,15 @@ pub(super) fn check(
             path.display()
         )))
         }
-        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => tracing::warn!(
-            "the credentials file {} has mode {:o}: others can read the keys in it. Its mode is \
-             kept as it is; `chmod 600 {}` makes it private",
-            path.display(),
-            meta.permissions().mode() & 0o777,
-            path.display()
-        ),
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+            return Err(fail(format!(
+                "the credentials file {} has mode {:o}: others can read the keys in it, and a new \
+                 secret must not join them. Make it private (`chmod 600 {}`) and run again",
+                path.display(),
+                meta.permissions().mode() & 0o777,
+                path.display()
+            )))
+        }
         _ => {}
     }
     let text = read_file(&path)
@@ -946,7 +948,7 @@ aws_secret_access_key = otherSecret
             "[ci]\naws_access_key_id = A\naws_secret_access_key = B\n",
         )
         .unwrap();
-        fs::set_permissions(&real, fs::Permissions::from_mode(0o640)).unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o600)).unwrap();
         let link = dir.path().join("credentials");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let dest = Destination::Profile("ci".into());
@@ -958,9 +960,23 @@ aws_secret_access_key = otherSecret
             .is_symlink());
         assert_eq!(
             fs::metadata(&real).unwrap().permissions().mode() & 0o777,
-            0o640
+            0o600
         );
         assert!(fs::read_to_string(&real).unwrap().contains(ID));
+    }
+
+    #[test]
+    fn check_refuses_a_credentials_file_others_can_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        let text = "[ci]\naws_access_key_id = A\naws_secret_access_key = B\n";
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = check(&Destination::Profile("ci".into()), &path, "ci")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
     }
 
     #[test]
@@ -969,6 +985,7 @@ aws_secret_access_key = otherSecret
         let path = dir.path().join("credentials");
         let text = "[ci]\nnot a property\n";
         fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         let dest = Destination::Profile("ci".into());
         let err = check(&dest, &path, "ci").unwrap_err().to_string();
         assert!(err.contains("credentials, line 2: expected"), "{err}");

@@ -206,7 +206,7 @@ async fn undo(client: &Client, name: &str, previous: Option<i64>) -> String {
             .send()
             .await
             .map(drop)
-            .map_err(|e| e.message().unwrap_or("no message").to_string())
+            .map_err(|e| super::scrub_secret_shaped(e.message().unwrap_or("no message")))
     };
     match restored.await {
         Ok(()) => format!("the value of version {version} was put back"),

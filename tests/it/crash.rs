@@ -90,9 +90,12 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     assert_eq!(status.json().as_array().unwrap().len(), users.len());
     let orphans: usize = users
         .iter()
-        .map(|u| env.plan_text(u).matches("deleted orphan key").count())
+        .map(|u| {
+            let text = env.plan_text(u);
+            text.matches("deleted orphan key").count() + text.matches("already delivered").count()
+        })
         .sum();
-    eprintln!("kills landed mid-run: {kills}; orphans found and deleted: {orphans}");
+    eprintln!("kills landed mid-run: {kills}; orphans found (deleted or kept): {orphans}");
     assert!(kills >= 3, "the kills must land while the run works");
     assert!(
         orphans >= 1,
