@@ -34,15 +34,7 @@ pub(super) fn check(destination: &Destination, path: &Path) -> Result<(), Delive
         }
         _ => {}
     }
-    let dir = parent(path);
-    atomic::create_private_dir(dir)
-        .map_err(|e| fail(format!("cannot create folder {}: {e}", dir.display())))?;
-    // Prove the folder takes a new file before any key exists.
-    tempfile::Builder::new()
-        .prefix(".iam-rotate-probe")
-        .tempfile_in(dir)
-        .map(drop)
-        .map_err(|e| fail(format!("cannot write in {}: {e}", dir.display())))
+    super::prove_writable(destination, parent(path))
 }
 
 pub(super) fn deliver(
@@ -84,7 +76,7 @@ pub(super) fn held_key_id(path: &Path) -> Option<String> {
     Some(id.to_string())
 }
 
-fn parent(path: &Path) -> &Path {
+pub(super) fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

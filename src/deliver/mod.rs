@@ -169,6 +169,19 @@ pub trait Deliver: Send + Sync {
     }
 }
 
+/// Creates `dir` (private) if needed and proves it takes a new file,
+/// before any key exists.
+fn prove_writable(destination: &Destination, dir: &std::path::Path) -> Result<(), DeliverError> {
+    let fail = |message: String| DeliverError::failed(destination, message);
+    crate::atomic::create_private_dir(dir)
+        .map_err(|e| fail(format!("cannot create folder {}: {e}", dir.display())))?;
+    tempfile::Builder::new()
+        .prefix(".iam-rotate-probe")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| fail(format!("cannot write in {}: {e}", dir.display())))
+}
+
 /// An AWS error as a delivery failure; see [`aws_message`].
 fn aws_failure<E>(
     destination: &Destination,

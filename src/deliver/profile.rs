@@ -508,13 +508,6 @@ fn real_path(path: &Path) -> Result<PathBuf, String> {
     }
 }
 
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
 pub(super) fn check(
     destination: &Destination,
     path: &Path,
@@ -549,14 +542,7 @@ pub(super) fn check(
             path.display()
         ))
     })?;
-    let dir = parent(&path);
-    atomic::create_private_dir(dir)
-        .map_err(|e| fail(format!("cannot create folder {}: {e}", dir.display())))?;
-    tempfile::Builder::new()
-        .prefix(".iam-rotate-probe")
-        .tempfile_in(dir)
-        .map(drop)
-        .map_err(|e| fail(format!("cannot write in {}: {e}", dir.display())))
+    super::prove_writable(destination, super::file::parent(&path))
 }
 
 pub(super) fn deliver(

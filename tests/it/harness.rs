@@ -352,6 +352,20 @@ impl Env {
         })
     }
 
+    /// Sets a key's status behind iam-rotate's back, as a person would.
+    pub fn set_key_status(&self, user: &str, key_id: &str, status: &str) {
+        let iam = self.iam();
+        self.block_on(async {
+            iam.update_access_key()
+                .user_name(user)
+                .access_key_id(key_id)
+                .status(aws_sdk_iam::types::StatusType::from(status))
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
     /// An application signs STS GetCallerIdentity with `key`: IAM (moto)
     /// records the key as used. Returns the caller ARN.
     pub fn use_key(&self, key: &Key) -> String {
