@@ -50,6 +50,7 @@ moto() { curl -sf -X POST "$ENDPOINT/moto-api/$1" >/dev/null; }
 fresh() { moto reset; rm -rf "$WORK/plans" "$HOME"; mkdir -p "$HOME"; }
 secs() { date +%s.%N; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+spread() { sort -g | awk 'NR == 1 {min = $1} {max = $1} END {printf "%s–%s", min, max}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k/1024}'; }
 at() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
@@ -83,6 +84,8 @@ for r in $(seq "$REPEAT"); do
 done
 tool=$(printf '%s\n' "${tool_times[@]}" | median)
 floor=$(printf '%s\n' "${floor_times[@]}" | median)
+tool_spread=$(printf '%s\n' "${tool_times[@]}" | spread)
+floor_spread=$(printf '%s\n' "${floor_times[@]}" | spread)
 plan_all=$(printf '%s\n' "${plan_times[@]}" | median)
 
 # --- 2. the AWS CLI, one create-access-key per user, on a sample ----------
@@ -184,11 +187,11 @@ bare_t=$(printf '%s\n' "${bare_times[@]}" | median)
 
 # --- the table -------------------------------------------------------------
 {
-  echo "moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)'), $(nproc) CPUs, $USERS users, concurrency $CONCURRENCY, median of $REPEAT"
+  echo "moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)'), $(nproc) CPUs, $USERS users, concurrency $CONCURRENCY, median of $REPEAT (min–max in brackets)"
   echo
   echo "| measure | iam-rotate | reference | ratio |"
   echo "|---|---|---|---|"
-  echo "| 1. \`run --all\`, $USERS users through create_second_key | ${tool} s | floor (bare SDK loop, same calls): ${floor} s | **$(ratio "$tool" "$floor")×** the floor |"
+  echo "| 1. \`run --all\`, $USERS users through create_second_key | ${tool} s (${tool_spread}) | floor (bare SDK loop, same calls): ${floor} s (${floor_spread}) | **$(ratio "$tool" "$floor")×** the floor |"
   echo "| 2. AWS CLI loop, \`aws iam create-access-key\` per user ($cli_version) | ${tool} s | ${cli_sample} s for $CLI_SAMPLE users → ${cli_full} s for $USERS | CLI takes **$(ratio "$cli_full" "$tool")×** as long |"
   echo "| 4. \`status\` over $PLANS plans (${plan_bytes} B each), table | ${status_t} s | bare serde_yaml loop: ${bare_t} s | **$(ratio "$status_t" "$bare_t")×** |"
   echo "| 4. \`status --output json\` over $PLANS plans | ${json_t} s | bare serde_yaml loop: ${bare_t} s | **$(ratio "$json_t" "$bare_t")×** |"

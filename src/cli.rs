@@ -74,8 +74,8 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: Option<u32>,
 
-    /// How retries back off: `adaptive` (default) also slows the whole
-    /// process down when AWS throttles; `standard` backs off per call only.
+    /// How retries back off: `standard` (default) backs off per call;
+    /// `adaptive` also slows the whole process down once AWS throttles.
     #[arg(
         long,
         global = true,
@@ -146,9 +146,12 @@ A blocked plan exits 3 until a person fixes the cause and runs with --retry-bloc
 
     /// Rotate the key of the caller's own profile.
     #[command(
-        long_about = "Rotate the key of the caller's own profile (--profile): create a new key, \
-write it into that profile, wait until it authenticates, set the old key inactive. The old key \
-is deleted now with --delete-now, or by a later run once verify_period (default 1d) has passed."
+        long_about = "Rotate the key of the caller's own profile (--profile, else AWS_PROFILE, else \
+default): create a new key, write it into that profile of the shared credentials file, wait \
+until it authenticates, then set the old key inactive using the new key. The old key is deleted \
+now with --delete-now, or by a later self-rotate or run once verify_period (1d) has passed. \
+Running it again resumes an unfinished self-rotation. Needs only the self-service IAM \
+permissions on one's own user (see docs/self-rotate.md)."
     )]
     SelfRotate(SelfRotateArgs),
 }
@@ -291,4 +294,10 @@ pub struct SelfRotateArgs {
     /// Delete the old key as soon as the new one works.
     #[arg(long)]
     pub delete_now: bool,
+
+    /// How long to wait for the new key to authenticate (IAM is eventually
+    /// consistent) before giving up; the old key then stays active and
+    /// running again resumes.
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    pub wait: HumanDuration,
 }

@@ -297,6 +297,9 @@ impl Engine<'_> {
         let seen = &seen;
         match step {
             Step::DeleteOrphan { key_id } => {
+                if self.adopt_if_delivered(locked, &key_id, seen).await? {
+                    return Ok(None);
+                }
                 self.retire_key(&user, &key_id, seen).await?;
                 locked.plan.create_intent_at = None;
                 locked.plan.record(
@@ -450,6 +453,51 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// An "orphan" the destination already holds was delivered by a run
+    /// that died before recording it: applications (or, for self-rotate,
+    /// this very process's profile) may use it. It becomes the new key.
+    async fn adopt_if_delivered(
+        &self,
+        locked: &mut LockedPlan,
+        key_id: &str,
+        seen: &Observed,
+    ) -> Result<bool, EngineError> {
+        let plan = &locked.plan;
+        let Ok(destination) = Destination::resolve(&plan.delivery, &plan.user, &plan.account)
+        else {
+            return Ok(false);
+        };
+        if self.deliver.held_key_id(&destination).await.as_deref() != Some(key_id) {
+            return Ok(false);
+        }
+        let Some(live) = seen
+            .keys
+            .as_ref()
+            .and_then(|keys| keys.iter().find(|k| k.id == key_id))
+        else {
+            return Ok(false);
+        };
+        if live.status != KeyStatus::Active {
+            return Ok(false);
+        }
+        locked.plan.new_key = Some(NewKey {
+            id: live.id.clone(),
+            created_at: live.created_at,
+        });
+        locked.plan.create_intent_at = None;
+        locked.plan.transition(
+            Phase::WaitForAdoption,
+            format!(
+                "found new key {} already delivered to {destination}: an earlier run was \
+                 interrupted before recording it; kept as the new key",
+                mask_key(key_id)
+            ),
+            &self.stamp(),
+        );
+        locked.save()?;
+        Ok(true)
+    }
+
     /// Deactivates then deletes a key this plan owns: nothing active is
     /// ever deleted.
     async fn retire_key(&self, user: &str, key_id: &str, seen: &Observed) -> Result<(), IamError> {
@@ -529,6 +577,23 @@ impl Engine<'_> {
                     "old key {} was still active",
                     mask_key(&plan.old_key.id)
                 ));
+            }
+        }
+        if delete_new && plan.phase == Phase::RolledBack {
+            // Nothing was reactivated this time: the old key must still be
+            // Active, or deleting the new one leaves the user with none.
+            let old_active = keys
+                .iter()
+                .any(|k| k.id == plan.old_key.id && k.status == KeyStatus::Active);
+            if !old_active {
+                return Err(EngineError::Refused(format!(
+                    "cannot delete {user}'s new key: the old key {} is not Active any more, and \
+                     the user would be left without a working key. Reactivate the old key first \
+                     (`aws iam update-access-key --user-name {user} --access-key-id {} --status \
+                     Active`), then run this again.",
+                    mask_key(&plan.old_key.id),
+                    plan.old_key.id
+                )));
             }
         }
         if delete_new {

@@ -20,6 +20,7 @@ use anyhow::Context as _;
 use crate::aws::{self, AwsArgs, AwsIam};
 use crate::cli::{Cli, Command, OutputFormat, RetryMode};
 use crate::clock::{self, Clock};
+use crate::deliver::Deliverer;
 use crate::error::UsageError;
 use crate::iam::{Caller, Iam};
 use crate::plan::store::is_valid_user_name;
@@ -73,6 +74,12 @@ impl Context {
                 (config, iam)
             })
             .await
+    }
+
+    /// The secret destinations, with the SDK configuration the AWS ones
+    /// (Secrets Manager, SSM) need.
+    pub async fn deliverer(&self) -> Deliverer {
+        Deliverer::new(Some(self.aws().await.0.clone()), self.json())
     }
 
     pub async fn iam(&self) -> &AwsIam {

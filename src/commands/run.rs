@@ -12,18 +12,18 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{plan_path, Context, Status};
 use crate::cli::RunArgs;
-use crate::deliver::Deliverer;
 use crate::engine::{Outcome, RunOptions};
 use crate::fleet::{self, Category, Fleet, RunProgress, Summary};
 use crate::output;
 
 pub use crate::fleet::run::{run_one, RunResult};
 
-/// The exit status one plan's result asks for.
+/// The exit status one plan's result asks for. A plan of another account
+/// than the credentials' is fine itself; the invocation failed (exit 1).
 pub fn status_of(result: &RunResult) -> Status {
     match result.category() {
         Category::Blocked => Status::Blocked,
-        Category::Failed => Status::Failed,
+        Category::Failed | Category::WrongAccount => Status::Failed,
         _ => Status::Success,
     }
 }
@@ -54,9 +54,7 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
     let fleet = Fleet {
         iam: Arc::new(context.iam().await.clone()),
         clock: context.clock.clone(),
-        deliver: Arc::new(Deliverer {
-            stdout_reserved: context.json(),
-        }),
+        deliver: Arc::new(context.deliverer().await),
         caller,
     };
     let options = RunOptions {
@@ -204,8 +202,9 @@ fn counts_text(counts: &HashMap<Category, usize>) -> String {
         .join(" · ")
 }
 
-/// Names listed per category in the summary before "and N more"; blocked
-/// and failed plans are always listed in full, since each needs a person.
+/// Names listed per category in the summary before "and N more"; blocked,
+/// failed and other-account plans are always listed in full, since each
+/// needs a person.
 const NAMES_SHOWN: usize = 20;
 
 pub fn summary_text(summary: &Summary) -> String {
@@ -215,13 +214,22 @@ pub fn summary_text(summary: &Summary) -> String {
         .map(|c| format!("{} {}", summary.count(*c), c.as_str()))
         .collect();
     let mut text = format!("{} plans: {}", summary.total, counts.join(", "));
+    let always_listed = |c: Category| {
+        matches!(
+            c,
+            Category::Blocked | Category::Failed | Category::WrongAccount
+        )
+    };
     for category in Category::ALL {
         let names = summary.names(category);
         if names.is_empty() {
             continue;
         }
-        let all = matches!(category, Category::Blocked | Category::Failed);
-        let shown = if all { names.len() } else { NAMES_SHOWN };
+        let shown = if always_listed(category) {
+            names.len()
+        } else {
+            NAMES_SHOWN
+        };
         let mut list = names
             .iter()
             .take(shown)
@@ -235,6 +243,9 @@ pub fn summary_text(summary: &Summary) -> String {
     }
     if summary.count(Category::Blocked) > 0 {
         text.push_str("\n  blocked plans say why in `iam-rotate status`; fix the cause, then `iam-rotate run --retry-blocked USER`");
+    }
+    if summary.count(Category::WrongAccount) > 0 {
+        text.push_str("\n  plans of another account were not touched; run them with credentials for their account (--profile or --role-arn)");
     }
     if summary.count(Category::Failed) > 0 {
         text.push_str("\n  failed plans keep the error (`last error` in `iam-rotate status`); run them again once it is fixed");

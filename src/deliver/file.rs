@@ -34,15 +34,7 @@ pub(super) fn check(destination: &Destination, path: &Path) -> Result<(), Delive
         }
         _ => {}
     }
-    let dir = parent(path);
-    atomic::create_private_dir(dir)
-        .map_err(|e| fail(format!("cannot create folder {}: {e}", dir.display())))?;
-    // Prove the folder takes a new file before any key exists.
-    tempfile::Builder::new()
-        .prefix(".iam-rotate-probe")
-        .tempfile_in(dir)
-        .map(drop)
-        .map_err(|e| fail(format!("cannot write in {}: {e}", dir.display())))
+    super::prove_writable(destination, parent(path))
 }
 
 pub(super) fn deliver(
@@ -75,7 +67,16 @@ pub(super) fn deliver(
     Ok(())
 }
 
-fn parent(path: &Path) -> &Path {
+/// The key id in the CSV's data row, if the file is there and readable.
+pub(super) fn held_key_id(path: &Path) -> Option<String> {
+    let text = Zeroizing::new(fs::read_to_string(path).ok()?);
+    let mut lines = text.lines();
+    (lines.next()? == HEADER).then_some(())?;
+    let id = lines.next()?.split(',').next()?;
+    Some(id.to_string())
+}
+
+pub(super) fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -1,12 +1,25 @@
 //! Secret destinations. A new key's secret exists only in the
 //! CreateAccessKey answer; it is written to exactly one destination, read
 //! back there to confirm, and then dropped. It goes nowhere else.
+//!
+//! Each destination is checked before CreateAccessKey where it can be (the
+//! path is writable, the credentials file parses, the parameter name is
+//! allowed, the secret is reachable), and read back after the write: it must
+//! name the new key id. When the write or the read-back fails, the
+//! destination is left as it was before.
 
 mod file;
+mod json;
+pub mod profile;
+mod secretsmanager;
+pub mod ssm;
 
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
 use crate::iam::CreatedKey;
@@ -88,16 +101,17 @@ impl Destination {
         match kind {
             "file" => Ok(Destination::File(expand_home(rest)?)),
             "profile" => {
-                if rest.contains(['[', ']', '\n']) {
-                    return Err(invalid("a profile name cannot hold [, ] or a newline"));
+                if !is_profile_name(rest) {
+                    return Err(invalid(
+                        "a profile name is made of letters, digits and _ - / . % @ : + only \
+                         (the AWS SDKs ignore any other)",
+                    ));
                 }
                 Ok(Destination::Profile(rest.to_string()))
             }
             "secretsmanager" => Ok(Destination::SecretsManager(rest.to_string())),
             "ssm" => {
-                if !rest.starts_with('/') {
-                    return Err(invalid("an SSM parameter name starts with /"));
-                }
+                ssm::validate_name(rest).map_err(|m| invalid(&m))?;
                 Ok(Destination::Ssm(rest.to_string()))
             }
             _ => Err(invalid(
@@ -106,6 +120,14 @@ impl Destination {
             )),
         }
     }
+}
+
+/// A profile name the AWS SDKs accept in the credentials file.
+pub fn is_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-/.%@:+".contains(c))
 }
 
 fn expand_home(path: &str) -> Result<PathBuf, DeliverError> {
@@ -136,30 +158,190 @@ pub trait Deliver: Send + Sync {
         destination: &Destination,
         key: &CreatedKey,
     ) -> Result<(), DeliverError>;
+
+    /// The access key id the destination holds now, where it can be read
+    /// locally (file, profile); `None` when it holds none or cannot say.
+    /// A run that dies between delivering a key and recording it leaves a
+    /// key that looks like an orphan: if the destination holds it, it was
+    /// delivered, and may already be in use, so it is kept, not deleted.
+    async fn held_key_id(&self, _destination: &Destination) -> Option<String> {
+        None
+    }
 }
 
-/// The real destinations.
+/// Creates `dir` (private) if needed and proves it takes a new file,
+/// before any key exists.
+fn prove_writable(destination: &Destination, dir: &std::path::Path) -> Result<(), DeliverError> {
+    let fail = |message: String| DeliverError::failed(destination, message);
+    crate::atomic::create_private_dir(dir)
+        .map_err(|e| fail(format!("cannot create folder {}: {e}", dir.display())))?;
+    tempfile::Builder::new()
+        .prefix(".iam-rotate-probe")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| fail(format!("cannot write in {}: {e}", dir.display())))
+}
+
+/// An AWS error as a delivery failure; see [`aws_message`].
+fn aws_failure<E>(
+    destination: &Destination,
+    operation: &str,
+    err: &SdkError<E, HttpResponse>,
+    permissions: &str,
+    secrets: &[&str],
+) -> DeliverError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    DeliverError::failed(
+        destination,
+        aws_message(operation, err, permissions, secrets),
+    )
+}
+
+/// What failed, AWS's own words, and what to fix. AWS validation messages
+/// may quote the value sent, so every string in `secrets` is cut out of
+/// them.
+fn aws_message<E>(
+    operation: &str,
+    err: &SdkError<E, HttpResponse>,
+    permissions: &str,
+    secrets: &[&str],
+) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let denied = err.code().is_some_and(|c| c.starts_with("AccessDenied")) || status == Some(403);
+    let message = match err {
+        SdkError::ServiceError(_) => {
+            let code = match (err.code(), status) {
+                (Some(code), _) => code.to_string(),
+                (None, Some(status)) => format!("HTTP {status}"),
+                (None, None) => "error".to_string(),
+            };
+            format!("{code}: {}", err.message().unwrap_or("no message"))
+        }
+        _ => DisplayErrorContext(err).to_string(),
+    };
+    let message = scrub(&message, secrets);
+    let hint = if denied {
+        format!("The credentials in use need {permissions}")
+    } else if matches!(err, SdkError::ServiceError(_)) {
+        "Fix what AWS names and run again".to_string()
+    } else {
+        "Check the network, the region (--region) and the endpoint (--endpoint-url), then run \
+         again"
+            .to_string()
+    };
+    format!("{operation} failed ({message}). {hint}")
+}
+
+/// `text` with every occurrence of each secret replaced, and then anything
+/// shaped like a secret access key (40 or more characters of its alphabet
+/// in a row): AWS may quote a value escaped or cut, and a message of ours
+/// may carry an old key's value, as an SSM restore does.
+fn scrub(text: &str, secrets: &[&str]) -> String {
+    let text = secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |text, secret| {
+            text.replace(secret, "[redacted]")
+        });
+    scrub_secret_shaped(&text)
+}
+
+pub(crate) fn scrub_secret_shaped(text: &str) -> String {
+    let is_secret_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '+' | '=');
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.chars().count() >= 40 {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_secret_char(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// The real destinations. The AWS ones (Secrets Manager, SSM) use the
+/// process's one SDK configuration.
 #[derive(Clone, Default)]
 pub struct Deliverer {
     /// Set when stdout is reserved for a JSON document.
-    pub stdout_reserved: bool,
+    stdout_reserved: bool,
+    aws: Option<SdkConfig>,
+}
+
+impl Deliverer {
+    /// `aws` is needed for Secrets Manager and SSM; `stdout_reserved` when
+    /// stdout carries a JSON document.
+    pub fn new(aws: Option<SdkConfig>, stdout_reserved: bool) -> Self {
+        Deliverer {
+            stdout_reserved,
+            aws,
+        }
+    }
+
+    fn aws(&self, destination: &Destination) -> Result<&SdkConfig, DeliverError> {
+        self.aws.as_ref().ok_or_else(|| {
+            DeliverError::failed(
+                destination,
+                "this command has no AWS configuration for this destination; use `iam-rotate run`",
+            )
+        })
+    }
+}
+
+fn credentials_path(destination: &Destination) -> Result<PathBuf, DeliverError> {
+    profile::credentials_path().map_err(|m| DeliverError::failed(destination, m))
 }
 
 #[async_trait]
 impl Deliver for Deliverer {
+    async fn held_key_id(&self, destination: &Destination) -> Option<String> {
+        match destination {
+            Destination::File(path) => file::held_key_id(path),
+            Destination::Profile(name) => {
+                let path = profile::credentials_path().ok()?;
+                let text = profile::read_file(&path).ok()??;
+                profile::read_key(&text, name).ok()??.key_id
+            }
+            _ => None,
+        }
+    }
+
     async fn check(&self, destination: &Destination) -> Result<(), DeliverError> {
         match destination {
             Destination::File(path) => file::check(destination, path),
+            Destination::Profile(name) => {
+                profile::check(destination, &credentials_path(destination)?, name)
+            }
+            Destination::SecretsManager(id) => {
+                let client = secretsmanager::client(self.aws(destination)?, id);
+                secretsmanager::check(&client, destination, id).await
+            }
+            Destination::Ssm(name) => {
+                let client = aws_sdk_ssm::Client::new(self.aws(destination)?);
+                ssm::check(&client, destination, name).await
+            }
             Destination::Stdout if self.stdout_reserved => Err(DeliverError::failed(
                 destination,
                 "stdout holds the JSON document with --output json; use --output text, or \
                  another destination",
             )),
             Destination::Stdout => Ok(()),
-            other => Err(DeliverError::failed(
-                other,
-                "this destination kind is not available in this build; use file:PATH",
-            )),
         }
     }
 
@@ -168,10 +350,26 @@ impl Deliver for Deliverer {
         destination: &Destination,
         key: &CreatedKey,
     ) -> Result<(), DeliverError> {
-        self.check(destination).await?;
         match destination {
-            Destination::File(path) => file::deliver(destination, path, key),
+            Destination::File(path) => {
+                file::check(destination, path)?;
+                file::deliver(destination, path, key)
+            }
+            Destination::Profile(name) => {
+                let path = credentials_path(destination)?;
+                profile::check(destination, &path, name)?;
+                profile::deliver(destination, &path, name, key)
+            }
+            Destination::SecretsManager(id) => {
+                let client = secretsmanager::client(self.aws(destination)?, id);
+                secretsmanager::deliver(&client, destination, id, key).await
+            }
+            Destination::Ssm(name) => {
+                let client = aws_sdk_ssm::Client::new(self.aws(destination)?);
+                ssm::deliver(&client, destination, name, key).await
+            }
             Destination::Stdout => {
+                self.check(destination).await?;
                 use secrecy::ExposeSecret;
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
@@ -180,10 +378,6 @@ impl Deliver for Deliverer {
                     .and_then(|_| out.flush())
                     .map_err(|e| DeliverError::failed(destination, e.to_string()))
             }
-            other => Err(DeliverError::failed(
-                other,
-                "this destination kind is not available in this build",
-            )),
         }
     }
 }
@@ -218,6 +412,9 @@ mod tests {
             "ftp:/x",
             "file:",
             "ssm:name",
+            "ssm:/aws/{user}",
+            "profile:two words",
+            "profile:[x]",
             "file:/x/{owner}.csv",
             "nothing",
         ] {
@@ -226,5 +423,73 @@ mod tests {
                 .to_string();
             assert!(err.contains(spec), "{err}");
         }
+    }
+
+    #[test]
+    fn placeholders_fill_profiles_and_parameters() {
+        assert_eq!(
+            Destination::resolve("profile:{user}-{account}", "alice", "123456789012").unwrap(),
+            Destination::Profile("alice-123456789012".into())
+        );
+        assert_eq!(
+            Destination::resolve("ssm:/iam/{account}/{user}", "alice", "123456789012").unwrap(),
+            Destination::Ssm("/iam/123456789012/alice".into())
+        );
+        assert_eq!(
+            Destination::resolve("secretsmanager:{user}", "alice", "1")
+                .unwrap()
+                .to_string(),
+            "secretsmanager:alice"
+        );
+    }
+
+    #[test]
+    fn a_reserved_parameter_name_is_refused_before_anything_is_created() {
+        let err = Destination::resolve("ssm:/aws/{user}", "alice", "1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reserves"), "{err}");
+    }
+
+    #[test]
+    fn aws_messages_never_carry_the_secret() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let document = format!(r#"{{"AccessKeyId":"AKIA1","SecretAccessKey":"{secret}"}}"#);
+        let text = format!("Value '{document}' at 'value' failed to satisfy constraint");
+        let clean = scrub(&text, &[&document, secret]);
+        assert!(!clean.contains(secret), "{clean}");
+        assert!(clean.contains("[redacted]"));
+        assert_eq!(scrub("plain", &[""]), "plain");
+        let shaped = "value wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY was refused";
+        assert_eq!(scrub(shaped, &[]), "value [redacted] was refused");
+        assert_eq!(
+            scrub("arn:aws:iam::123456789012:user/alice", &[]),
+            "arn:aws:iam::123456789012:user/alice"
+        );
+    }
+
+    #[tokio::test]
+    async fn aws_destinations_need_an_aws_configuration() {
+        let deliverer = Deliverer::default();
+        let err = deliverer
+            .check(&Destination::SecretsManager("x".into()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no AWS configuration"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stdout_is_refused_when_it_carries_json() {
+        let err = Deliverer::new(None, true)
+            .check(&Destination::Stdout)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--output json"), "{err}");
+        assert!(Deliverer::new(None, false)
+            .check(&Destination::Stdout)
+            .await
+            .is_ok());
     }
 }

@@ -49,7 +49,8 @@ impl RunResult {
             } => Category::Failed,
             RunResult::Other { .. } => Category::Skipped,
             RunResult::Report(r) => match &r.outcome {
-                Outcome::Blocked { .. } | Outcome::WrongAccount { .. } => Category::Blocked,
+                Outcome::Blocked { .. } => Category::Blocked,
+                Outcome::WrongAccount { .. } => Category::WrongAccount,
                 Outcome::WouldAct { .. } => Category::DryRun,
                 _ if !r.actions.is_empty() => Category::Advanced,
                 Outcome::Waiting { .. } => Category::Waiting,
@@ -69,8 +70,11 @@ pub enum Category {
     Waiting,
     /// Done or rolled back already; nothing to do.
     Finished,
-    /// A person must act (or the credentials are for another account).
+    /// A person must act.
     Blocked,
+    /// The plan belongs to another account than the credentials': nothing
+    /// was read or changed; the invocation, not the plan, is wrong.
+    WrongAccount,
     /// An error: recorded on the plan, the batch went on.
     Failed,
     /// Locked by another iam-rotate process; not touched.
@@ -80,11 +84,12 @@ pub enum Category {
 }
 
 impl Category {
-    pub const ALL: [Category; 7] = [
+    pub const ALL: [Category; 8] = [
         Category::Advanced,
         Category::Waiting,
         Category::Finished,
         Category::Blocked,
+        Category::WrongAccount,
         Category::Failed,
         Category::Skipped,
         Category::DryRun,
@@ -96,6 +101,7 @@ impl Category {
             Category::Waiting => "waiting",
             Category::Finished => "finished",
             Category::Blocked => "blocked",
+            Category::WrongAccount => "other account",
             Category::Failed => "failed",
             Category::Skipped => "skipped",
             Category::DryRun => "would act (dry run)",

@@ -27,6 +27,8 @@ pub enum PlanError {
     Invalid { path: String, message: String },
     #[error("no plan at {path}. Create one with `iam-rotate plan {user}`, or check --plans-dir (env IAM_ROTATE_PLANS_DIR).")]
     NotFound { path: String, user: String },
+    #[error("cannot use {path} as the plans folder: {reason}. Check --plans-dir (env IAM_ROTATE_PLANS_DIR); `iam-rotate plan` creates the folder with the first plan.")]
+    PlansDir { path: String, reason: String },
     #[error("cannot {action} {path}: {source}. Check that the path exists and that you may read and write it.")]
     Io {
         action: &'static str,
@@ -81,13 +83,26 @@ impl PlanStore {
         self.account_dir(account).join(format!("{user}.yaml"))
     }
 
+    /// Fails when the plans folder itself is missing or not a folder: a
+    /// mistyped `--plans-dir` must not look like "no plans".
+    fn check_root(&self) -> Result<(), PlanError> {
+        let reason = match fs::metadata(&self.root) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => "it is not a folder".to_string(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => "it does not exist".to_string(),
+            Err(e) => e.to_string(),
+        };
+        Err(PlanError::PlansDir {
+            path: self.root.display().to_string(),
+            reason,
+        })
+    }
+
     /// The account folders under the root, sorted.
     pub fn accounts(&self) -> Result<Vec<String>, PlanError> {
-        let entries = match fs::read_dir(&self.root) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(PlanError::io("read the plans folder", &self.root, e)),
-        };
+        self.check_root()?;
+        let entries = fs::read_dir(&self.root)
+            .map_err(|e| PlanError::io("read the plans folder", &self.root, e))?;
         let mut accounts = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| PlanError::io("read the plans folder", &self.root, e))?;
@@ -103,6 +118,7 @@ impl PlanStore {
     /// The plan files of one account, sorted by user name. Temporary and
     /// lock files (leading dot) are never listed.
     pub fn list(&self, account: &str) -> Result<Vec<PathBuf>, PlanError> {
+        self.check_root()?;
         let dir = self.account_dir(account);
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -142,6 +158,10 @@ impl PlanStore {
     /// Takes the plan's lock and loads it. `Ok(None)`: another process holds
     /// the lock; nothing was read.
     pub fn lock(path: &Path) -> Result<Option<LockedPlan>, PlanError> {
+        if !path.is_file() {
+            // Say "no plan", not "cannot open the lock file".
+            Self::load(path)?;
+        }
         let lock_path = lock_path(path);
         let lock = atomic::open_lock_file(&lock_path)
             .map_err(|e| PlanError::io("open the lock file", &lock_path, e))?;
@@ -298,4 +318,90 @@ pub fn to_yaml(plan: &Plan) -> String {
     // Serializing these plain structs cannot fail: no maps with non-string
     // keys, no non-finite floats.
     serde_yaml::to_string(plan).expect("a plan always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const EXAMPLE: &str = "version: 1
+account: '123456789012'
+user: alice
+user_arn: arn:aws:iam::123456789012:user/alice
+delivery: file:/tmp/alice.csv
+policy:
+  adoption_wait: 7d
+  quiet_period: 3d
+  verify_period: 7d
+  require_new_key_use: true
+old_key:
+  id: AKIAIOSFODNN7EXAMPLE
+  created_at: 2025-06-02T08:14:51Z
+  status: Active
+new_key:
+  id: AKIAI44QH8DHBEXAMPLE
+  created_at: 2026-11-26T09:00:03Z
+phase: wait_for_adoption
+phase_since: 2026-11-26T09:00:04Z
+create_intent_at: null
+observations: []
+history: []
+";
+
+    fn path() -> &'static Path {
+        Path::new("plans/123456789012/alice.yaml")
+    }
+
+    #[test]
+    fn the_example_parses_and_round_trips() {
+        let plan = parse(EXAMPLE, path()).unwrap();
+        assert_eq!(plan.user, "alice");
+        let again = parse(&to_yaml(&plan), path()).unwrap();
+        assert_eq!(to_yaml(&again), to_yaml(&plan));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_column() {
+        let bad = EXAMPLE.replace("phase: wait_for_adoption", "phase: sideways");
+        let err = parse(&bad, path()).unwrap_err().to_string();
+        assert!(err.contains("alice.yaml, line 18, column 8"), "{err}");
+        assert!(err.contains("sideways"), "{err}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any text at all: an error or a plan, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,400}") {
+            let _ = parse(&text, path());
+        }
+
+        /// Plausible damage to a real plan: a byte replaced, a span cut, a
+        /// line duplicated. Never a panic; an error always names the file.
+        #[test]
+        fn damaged_plans_never_panic(
+            at in 0..EXAMPLE.len(),
+            len in 0usize..40,
+            byte in any::<u8>(),
+            how in 0u8..3,
+        ) {
+            let mut bytes = EXAMPLE.as_bytes().to_vec();
+            match how {
+                0 => bytes[at] = byte,
+                1 => { bytes.drain(at..(at + len).min(EXAMPLE.len())); }
+                _ => {
+                    let line_start = EXAMPLE[..at].rfind('\n').map_or(0, |i| i + 1);
+                    let line_end = EXAMPLE[at..].find('\n').map_or(EXAMPLE.len(), |i| at + i + 1);
+                    let line = bytes[line_start..line_end].to_vec();
+                    bytes.splice(line_start..line_start, line);
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            if let Err(e) = parse(&text, path()) {
+                prop_assert!(e.to_string().contains("alice.yaml"), "{}", e);
+            }
+        }
+    }
 }

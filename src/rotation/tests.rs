@@ -46,6 +46,10 @@ impl Deliver for TestDeliver {
         self.delivered.lock().unwrap().push(key.id.clone());
         Ok(())
     }
+
+    async fn held_key_id(&self, _destination: &Destination) -> Option<String> {
+        self.delivered.lock().unwrap().last().cloned()
+    }
 }
 
 struct World {
@@ -790,4 +794,52 @@ async fn outlook_says_what_happens_next() {
     let outlook = super::outlook(&plan, w.clock.now());
     let text = format!("{outlook:?}");
     assert!(text.contains("adoption"), "{text}");
+}
+
+#[tokio::test]
+async fn a_delivered_but_unrecorded_key_is_kept_not_deleted() {
+    let w = World::new();
+    let old = w.user("vic");
+    w.plan("vic").await;
+    w.run("vic").await;
+    let new = w.new_key("vic");
+    // As if the run died after delivering, before saving the plan.
+    let mut plan = w.load("vic");
+    plan.new_key = None;
+    plan.phase = Phase::CreateSecondKey;
+    plan.create_intent_at = Some(w.clock.now());
+    w.save(plan);
+    let writes = w.sim.writes().len();
+    let report = w.run("vic").await;
+    assert_eq!(report.phase, Phase::WaitForAdoption, "{report:?}");
+    assert!(
+        report.actions[0].contains("already delivered"),
+        "{report:?}"
+    );
+    assert_eq!(w.new_key("vic"), new);
+    assert_eq!(
+        w.sim.writes().len(),
+        writes,
+        "nothing deleted, nothing created"
+    );
+    assert_eq!(
+        w.statuses("vic"),
+        vec![(old, KeyStatus::Active), (new, KeyStatus::Active)]
+    );
+}
+
+#[tokio::test]
+async fn delete_new_never_leaves_a_user_without_an_active_key() {
+    let w = World::new();
+    let old = w.user("wes");
+    w.plan("wes").await;
+    w.run("wes").await;
+    w.rollback("wes", false).await.unwrap();
+    // Someone deactivates the old key after the rollback.
+    w.sim.set_status("wes", &old, KeyStatus::Inactive);
+    let writes = w.sim.writes().len();
+    let err = w.rollback("wes", true).await.unwrap_err().to_string();
+    assert!(err.contains("without a working key"), "{err}");
+    assert_eq!(w.sim.writes().len(), writes);
+    assert_eq!(w.statuses("wes").len(), 2);
 }

@@ -142,8 +142,18 @@ fn a_batch_of_users_is_planned_run_concurrently_and_reported() {
         "--exclude",
         &excluded,
     ];
+    env.proxy.reset_counts();
     let planned = run_at_time(&env, now, &plan_args);
     planned.expect(0);
+    // Counted at the endpoint: one caller identity, the user listing, and
+    // one key listing per user (ListUsers already gave each user's ARN).
+    let calls = env.proxy.forwarded();
+    assert_eq!(calls.get("GetCallerIdentity"), Some(&1), "{calls:?}");
+    assert_eq!(
+        calls.get("ListAccessKeys"),
+        Some(&(OLD_USERS + YOUNG_USERS + 1))
+    );
+    assert_eq!(calls.len(), 3, "{calls:?}");
     let summary = planned.json();
     assert_eq!(summary["account"], ACCOUNT);
     let planned_users = names(&summary["planned"]);
@@ -164,14 +174,32 @@ fn a_batch_of_users_is_planned_run_concurrently_and_reported() {
     assert_eq!(before.len(), OLD_USERS - 1);
 
     // A second plan --all resets nothing: every file keeps its bytes.
+    env.proxy.reset_counts();
     let again = run_at_time(&env, now, &plan_args);
     again.expect(0);
+    // An unfinished plan is seen in its file: no key listing for its user.
+    assert_eq!(
+        env.proxy.forwarded().get("ListAccessKeys"),
+        Some(&(YOUNG_USERS + 2))
+    );
     assert!(names(&again.json()["planned"]).is_empty());
     assert_eq!(plan_files(&env), before);
 
     // run --all, concurrently, stderr captured (not a terminal).
+    env.proxy.reset_counts();
     let run = run_at_time(&env, now, &["run", "--all", "--concurrency", "8"]);
     run.expect(0);
+    // Per user exactly the guard's listing and the create; one caller
+    // identity for the whole batch.
+    let planned_count = OLD_USERS - 1;
+    assert_eq!(
+        env.proxy.forwarded(),
+        BTreeMap::from([
+            ("CreateAccessKey".to_string(), planned_count),
+            ("GetCallerIdentity".to_string(), 1),
+            ("ListAccessKeys".to_string(), planned_count),
+        ])
+    );
     assert_plain(&run.stderr);
     assert!(
         run.stdout.contains(&format!(
@@ -209,8 +237,17 @@ fn a_batch_of_users_is_planned_run_concurrently_and_reported() {
     }
 
     // A second run --all finds nothing due: nothing is created.
+    env.proxy.reset_counts();
     let rerun = run_at_time(&env, now, &["--output", "json", "run", "--all"]);
     rerun.expect(0);
+    assert_eq!(
+        env.proxy.forwarded(),
+        BTreeMap::from([
+            ("GetAccessKeyLastUsed".to_string(), 2 * planned_count),
+            ("GetCallerIdentity".to_string(), 1),
+            ("ListAccessKeys".to_string(), planned_count),
+        ])
+    );
     assert_plain(&rerun.stderr);
     let results = rerun.json();
     assert_eq!(results.as_array().unwrap().len(), OLD_USERS - 1);

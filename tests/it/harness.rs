@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
 
+use crate::proxy::{Faults, Proxy};
+
 /// The account moto serves unless told otherwise.
 pub const ACCOUNT: &str = "123456789012";
 
@@ -178,6 +180,8 @@ impl Run {
 /// plans folder in it, and every secret and output seen, for the scan.
 pub struct Env {
     pub moto: Moto,
+    /// Between the binary and moto: counts requests, injects faults.
+    pub proxy: Proxy,
     pub dir: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
     secrets: RefCell<Vec<String>>,
@@ -199,7 +203,9 @@ impl Env {
             .enable_all()
             .build()
             .unwrap();
+        let proxy = Proxy::start(&moto.endpoint, Faults::default());
         Some(Env {
+            proxy,
             moto,
             dir,
             runtime,
@@ -246,7 +252,7 @@ impl Env {
                 "operator-test-credentials-not-secret00000",
             )
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", &self.moto.endpoint)
+            .env("AWS_ENDPOINT_URL", &self.proxy.endpoint)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("IAM_ROTATE_PLANS_DIR", self.plans())
             .env("NO_COLOR", "1")
@@ -351,6 +357,20 @@ impl Env {
                 })
                 .collect()
         })
+    }
+
+    /// Sets a key's status behind iam-rotate's back, as a person would.
+    pub fn set_key_status(&self, user: &str, key_id: &str, status: &str) {
+        let iam = self.iam();
+        self.block_on(async {
+            iam.update_access_key()
+                .user_name(user)
+                .access_key_id(key_id)
+                .status(aws_sdk_iam::types::StatusType::from(status))
+                .send()
+                .await
+                .unwrap();
+        });
     }
 
     /// An application signs STS GetCallerIdentity with `key`: IAM (moto)

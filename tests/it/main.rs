@@ -1,6 +1,11 @@
 //! Integration tests: the real `iam-rotate` binary against `moto_server`.
 //! One test binary for the whole suite keeps link time down.
 
+mod bad_input;
+mod crash;
+mod deliver;
+mod faults;
 mod fleet;
 mod harness;
 mod lifecycle;
+mod proxy;

@@ -1,0 +1,271 @@
+//! `ssm:/PARAMETER/NAME`: the key as a SecureString parameter holding the
+//! same JSON as the Secrets Manager destination, overwritten on each
+//! rotation (SSM keeps the earlier versions in the parameter's history).
+
+use aws_sdk_ssm::error::ProvideErrorMetadata;
+use aws_sdk_ssm::types::ParameterType;
+use aws_sdk_ssm::Client;
+
+use super::{aws_failure, aws_message, json, DeliverError, Destination};
+use crate::iam::CreatedKey;
+
+/// What is needed on the parameter, for messages.
+const PERMISSIONS: &str = "ssm:GetParameter, ssm:PutParameter and ssm:DeleteParameter on the \
+                           parameter (and kms:Encrypt and kms:Decrypt on its KMS key when it is \
+                           a customer-managed one)";
+
+/// The longest parameter name SSM accepts.
+const MAX_NAME_LENGTH: usize = 1011;
+/// The deepest parameter hierarchy SSM accepts.
+const MAX_DEPTH: usize = 15;
+
+/// SSM's rules for a parameter name, checked before any key exists.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let Some(path) = name.strip_prefix('/') else {
+        return Err("an SSM parameter name for iam-rotate starts with /".into());
+    };
+    if name.len() > MAX_NAME_LENGTH {
+        return Err(format!(
+            "the name is {} characters long; SSM allows {MAX_NAME_LENGTH}",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-/".contains(*c)))
+    {
+        return Err(format!(
+            "the name holds {bad:?}; SSM allows only letters, digits, _ . - and /"
+        ));
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err("the name has an empty level (// or a trailing /)".into());
+    }
+    if segments.len() > MAX_DEPTH {
+        return Err(format!(
+            "the name is {} levels deep; SSM allows {MAX_DEPTH}",
+            segments.len()
+        ));
+    }
+    let first = segments[0].to_ascii_lowercase();
+    if first.starts_with("aws") || first.starts_with("ssm") {
+        return Err(format!(
+            "SSM reserves names whose first level starts with \"aws\" or \"ssm\" (here \
+             \"/{}\"); choose another name, for example /iam-rotate{name}",
+            segments[0]
+        ));
+    }
+    Ok(())
+}
+
+/// The parameter as it is now: `None` when missing, else its version.
+async fn current_version(
+    client: &Client,
+    destination: &Destination,
+    name: &str,
+) -> Result<Option<i64>, DeliverError> {
+    // Without decryption: only the type and version are wanted.
+    match client
+        .get_parameter()
+        .name(name)
+        .with_decryption(false)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let Some(parameter) = out.parameter() else {
+                return Ok(None);
+            };
+            if parameter.r#type() != Some(&ParameterType::SecureString) {
+                return Err(DeliverError::failed(
+                    destination,
+                    format!(
+                        "the parameter exists as a {} parameter; a secret is only ever written \
+                         into a SecureString. Delete it (`aws ssm delete-parameter --name \
+                         {name}`) or choose another name",
+                        parameter.r#type().map(|t| t.as_str()).unwrap_or("plain")
+                    ),
+                ));
+            }
+            Ok(Some(parameter.version()))
+        }
+        Err(e) if e.code() == Some("ParameterNotFound") => Ok(None),
+        Err(e) => Err(aws_failure(
+            destination,
+            "GetParameter",
+            &e,
+            PERMISSIONS,
+            &[],
+        )),
+    }
+}
+
+pub(super) async fn check(
+    client: &Client,
+    destination: &Destination,
+    name: &str,
+) -> Result<(), DeliverError> {
+    validate_name(name).map_err(|m| DeliverError::failed(destination, m))?;
+    current_version(client, destination, name).await.map(drop)
+}
+
+pub(super) async fn deliver(
+    client: &Client,
+    destination: &Destination,
+    name: &str,
+    key: &CreatedKey,
+) -> Result<(), DeliverError> {
+    validate_name(name).map_err(|m| DeliverError::failed(destination, m))?;
+    let previous = current_version(client, destination, name).await?;
+    let document = json::document(key);
+    // PutParameter either stores the whole value or nothing.
+    client
+        .put_parameter()
+        .name(name)
+        .value(document.as_str())
+        .r#type(ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(|e| {
+            aws_failure(
+                destination,
+                "PutParameter",
+                &e,
+                PERMISSIONS,
+                &[document.as_str()],
+            )
+        })?;
+    drop(document);
+
+    let problem = match client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+    {
+        Ok(mut out) => {
+            let value = zeroize::Zeroizing::new(
+                out.parameter
+                    .as_mut()
+                    .and_then(|p| p.value.take())
+                    .unwrap_or_default(),
+            );
+            match json::key_id_of(&value) {
+                Some(id) if id == key.id => return Ok(()),
+                Some(_) => "reading it back (GetParameter) found another key id; something else \
+                            writes this parameter at the same time"
+                    .to_string(),
+                None => "reading it back (GetParameter) found no AccessKeyId".to_string(),
+            }
+        }
+        Err(e) => aws_message("GetParameter", &e, PERMISSIONS, &[]),
+    };
+    let undo = undo(client, name, previous).await;
+    Err(DeliverError::failed(
+        destination,
+        format!("{problem}; {undo}"),
+    ))
+}
+
+/// Puts the parameter back as it was before the write, and says how that
+/// went.
+async fn undo(client: &Client, name: &str, previous: Option<i64>) -> String {
+    let Some(version) = previous else {
+        return match client.delete_parameter().name(name).send().await {
+            Ok(_) => "the parameter created for it was deleted again".into(),
+            Err(e) => format!(
+                "deleting the parameter created for it failed too ({}); delete it by hand: `aws \
+                 ssm delete-parameter --name {name}`",
+                e.message().unwrap_or("no message")
+            ),
+        };
+    };
+    let restored = async {
+        let mut out = client
+            .get_parameter()
+            .name(format!("{name}:{version}"))
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| e.message().unwrap_or("no message").to_string())?;
+        let value = zeroize::Zeroizing::new(
+            out.parameter
+                .as_mut()
+                .and_then(|p| p.value.take())
+                .unwrap_or_default(),
+        );
+        client
+            .put_parameter()
+            .name(name)
+            .value(value.as_str())
+            .r#type(ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| super::scrub_secret_shaped(e.message().unwrap_or("no message")))
+    };
+    match restored.await {
+        Ok(()) => format!("the value of version {version} was put back"),
+        Err(message) => format!(
+            "putting version {version}'s value back failed too ({message}); restore it by hand \
+             from the parameter's history (`aws ssm get-parameter-history --name {name} \
+             --with-decryption`)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_hierarchies_are_accepted() {
+        for name in [
+            "/iam/alice",
+            "/iam-rotate/123456789012/alice.key",
+            "/prod/app_1/AccessKey",
+            "/a",
+            "/awx/x",
+        ] {
+            assert_eq!(validate_name(name), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn reserved_prefixes_are_refused_in_any_case() {
+        for name in [
+            "/aws/x",
+            "/AWS/x",
+            "/awsome/x",
+            "/ssm/x",
+            "/Ssm-params/x",
+            "/aws",
+        ] {
+            let err = validate_name(name).unwrap_err();
+            assert!(err.contains("reserves"), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn malformed_names_are_refused_with_the_reason() {
+        let cases = [
+            ("iam/alice", "starts with /"),
+            ("/iam//alice", "empty level"),
+            ("/iam/alice/", "empty level"),
+            ("/iam/al ice", "' '"),
+            ("/iam/alice$", "'$'"),
+        ];
+        for (name, words) in cases {
+            let err = validate_name(name).unwrap_err();
+            assert!(err.contains(words), "{name}: {err}");
+        }
+        let deep = "/a".repeat(16);
+        assert!(validate_name(&deep).unwrap_err().contains("15"));
+        let long = format!("/{}", "a".repeat(1011));
+        assert!(validate_name(&long).unwrap_err().contains("1011"));
+    }
+}

@@ -1,0 +1,291 @@
+//! A corpus of bad plans and bad arguments. Each must end with a clear exit
+//! code, a message that names the problem and the fix, and not one write
+//! request reaching the endpoint (counted by the proxy).
+
+use crate::harness::ACCOUNT;
+use crate::moto_env;
+
+struct Case {
+    name: &'static str,
+    /// The plan text to write over `ida`'s plan (`None`: leave it).
+    plan: Option<String>,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    code: i32,
+    /// Every one of these must appear in the output.
+    mentions: Vec<&'static str>,
+}
+
+fn case(name: &'static str, code: i32, args: &[&str], mentions: &[&'static str]) -> Case {
+    Case {
+        name,
+        plan: None,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: Vec::new(),
+        code,
+        mentions: mentions.to_vec(),
+    }
+}
+
+fn bad_plan(name: &'static str, text: String, mentions: &[&'static str]) -> Case {
+    let mut mentions = mentions.to_vec();
+    mentions.push("ida.yaml");
+    mentions.push("Fix the plan file");
+    Case {
+        plan: Some(text),
+        ..case(name, 1, &["run", "ida"], &mentions)
+    }
+}
+
+#[test]
+fn every_bad_input_is_refused_with_the_fix_and_no_write() {
+    let env = moto_env!();
+    env.user("ida", 1);
+    env.run(&["plan", "ida"]).expect(0);
+    let good = env.plan_text("ida");
+    let a_file = env.dir.path().join("a-file");
+    std::fs::write(&a_file, "not a folder").unwrap();
+    let a_file = a_file.to_str().unwrap().to_string();
+    let replace = |from: &str, to: &str| {
+        assert!(good.contains(from), "{from}");
+        good.replace(from, to)
+    };
+
+    let mut cases = vec![
+        bad_plan("empty file", String::new(), &["empty"]),
+        bad_plan("whitespace only", "\n  \n".into(), &["empty"]),
+        bad_plan(
+            "truncated YAML",
+            good[..good.find("policy:").unwrap() + 12].to_string(),
+            &["line "],
+        ),
+        bad_plan(
+            "wrong type: bool",
+            replace("require_new_key_use: true", "require_new_key_use: maybe"),
+            &["line ", "column "],
+        ),
+        bad_plan(
+            "wrong type: list for a duration",
+            replace("adoption_wait: 7d", "adoption_wait: [7]"),
+            &["line ", "adoption_wait"],
+        ),
+        bad_plan(
+            "bad duration in the plan",
+            replace("quiet_period: 3d", "quiet_period: three days"),
+            &["line ", "three days", "7d"],
+        ),
+        bad_plan(
+            "unknown field",
+            format!("{good}colour: blue\n"),
+            &["colour", "line "],
+        ),
+        bad_plan(
+            "unknown version",
+            replace("version: 1", "version: 2"),
+            &["version", "line "],
+        ),
+        bad_plan(
+            "unknown phase",
+            replace("phase: create_second_key", "phase: rotate_everything"),
+            &["rotate_everything", "line "],
+        ),
+        bad_plan("not a mapping", "- just\n- a list\n".into(), &["line "]),
+        bad_plan(
+            "binary garbage",
+            "\u{0}\u{1}\u{2}version: 1".into(),
+            &["line "],
+        ),
+        bad_plan(
+            "bad account id",
+            replace(&format!("account: '{ACCOUNT}'"), "account: 'prod'"),
+            &["account"],
+        ),
+        case(
+            "no plan for the user",
+            1,
+            &["run", "nobody"],
+            &["no plan at", "iam-rotate plan nobody"],
+        ),
+        case(
+            "missing --plans-dir",
+            1,
+            &["--plans-dir", "/nonexistent/plans", "run", "ida"],
+            &["/nonexistent/plans", "--plans-dir"],
+        ),
+        case(
+            "missing --plans-dir for status",
+            1,
+            &["--plans-dir", "/nonexistent/plans", "status"],
+            &["/nonexistent/plans", "--plans-dir"],
+        ),
+        Case {
+            args: vec!["--plans-dir".into(), a_file.clone(), "status".into()],
+            ..case("--plans-dir is a file", 1, &[], &["a-file", "--plans-dir"])
+        },
+        case(
+            "invalid duration",
+            2,
+            &["plan", "ida", "--adoption-wait", "7x"],
+            &["7x", "7d"],
+        ),
+        case(
+            "quiet period under the floor",
+            2,
+            &["plan", "ida", "--quiet-period", "1h"],
+            &["4h", "--allow-short-quiet-period"],
+        ),
+        case(
+            "invalid user name",
+            2,
+            &["run", "bad name!"],
+            &["valid IAM user name", "letters, digits"],
+        ),
+        case(
+            "unknown command",
+            2,
+            &["rotate-everything"],
+            &["rotate-everything"],
+        ),
+        case(
+            "concurrency out of range",
+            2,
+            &["run", "--all", "--concurrency", "0"],
+            &["concurrency"],
+        ),
+        Case {
+            env: vec![("IAM_ROTATE_NOW", "next tuesday".into())],
+            ..case(
+                "invalid IAM_ROTATE_NOW",
+                2,
+                &["status"],
+                &["IAM_ROTATE_NOW", "2026-12-01T09:00:00Z"],
+            )
+        },
+        case(
+            "undeliverable destination",
+            1,
+            &["plan", "zed", "--deliver", "ftp://somewhere"],
+            &["ftp://somewhere", "file:"],
+        ),
+    ];
+
+    // A destination that cannot be written: refused before any key exists.
+    env.user("ivy", 1);
+    let unwritable = format!("file:{a_file}/{{user}}.csv");
+    env.run(&["plan", "ivy", "--deliver", &unwritable])
+        .expect(0);
+    cases.push(case(
+        "delivery path cannot be written",
+        1,
+        &["run", "ivy"],
+        &["a-file", "Nothing was created"],
+    ));
+    let ivy_plan = env.plan_text("ivy");
+
+    let mut tried = 0;
+    for case in cases {
+        if let Some(text) = &case.plan {
+            std::fs::write(env.plan_path("ida"), text).unwrap();
+        }
+        env.proxy.reset_counts();
+        let mut cmd = env.command();
+        cmd.args(&case.args);
+        for (k, v) in &case.env {
+            cmd.env(k, v);
+        }
+        let run = env.capture(cmd.output().unwrap());
+        let text = run.text();
+        assert_eq!(run.code, case.code, "{}: exit code\n{text}", case.name);
+        for mention in &case.mentions {
+            assert!(
+                text.contains(mention),
+                "{}: the message does not mention {mention:?}:\n{text}",
+                case.name
+            );
+        }
+        assert!(!text.contains("panicked"), "{}: {text}", case.name);
+        assert!(
+            env.proxy.writes().is_empty(),
+            "{}: writes reached AWS: {:?}",
+            case.name,
+            env.proxy.writes()
+        );
+        if let Some(bad) = &case.plan {
+            assert_eq!(
+                &env.plan_text("ida"),
+                bad,
+                "{}: the file was changed",
+                case.name
+            );
+        }
+        tried += 1;
+    }
+    assert_eq!(env.keys("ida").len(), 1);
+    assert_eq!(env.keys("ivy").len(), 1);
+    // The failed delivery check is on the plan, which stays retryable.
+    let ivy = env.plan_yaml("ivy");
+    assert_eq!(ivy["phase"], "create_second_key");
+    assert!(ivy["create_intent_at"].is_null());
+    assert!(ivy["last_error"].as_str().unwrap().contains("a-file"));
+    assert_eq!(
+        ivy["old_key"],
+        serde_yaml::from_str::<serde_yaml::Value>(&ivy_plan).unwrap()["old_key"]
+    );
+    eprintln!("bad inputs tried: {tried}");
+}
+
+#[test]
+fn plans_that_disagree_with_iam_block_without_a_write() {
+    let env = moto_env!();
+    for user in ["kay", "lou", "max"] {
+        env.user(user, 1);
+        env.run(&["plan", user]).expect(0);
+    }
+    // A plan naming a key that does not exist.
+    let kay = env.plan_text("kay");
+    let old = env.keys("kay")[0].0.clone();
+    std::fs::write(
+        env.plan_path("kay"),
+        kay.replace(&old, "AKIAAAAAAAAAAAAAAAAA"),
+    )
+    .unwrap();
+    // A plan whose user was deleted.
+    let iam = env.iam();
+    let lou_key = env.keys("lou")[0].0.clone();
+    env.block_on(async {
+        iam.delete_access_key()
+            .user_name("lou")
+            .access_key_id(&lou_key)
+            .send()
+            .await
+            .unwrap();
+        iam.delete_user().user_name("lou").send().await.unwrap();
+    });
+    // A plan whose account is not the caller's.
+    let max = env.plan_text("max");
+    let other = env.plans().join("999988887777");
+    std::fs::create_dir_all(&other).unwrap();
+    let foreign = other.join("max.yaml");
+    std::fs::write(&foreign, max.replace(ACCOUNT, "999988887777")).unwrap();
+
+    env.proxy.reset_counts();
+    let run = env.run(&["run", "kay"]);
+    run.expect(3);
+    assert!(run.text().contains("no longer exists"), "{}", run.text());
+    let run = env.run(&["run", "lou"]);
+    run.expect(3);
+    assert!(
+        run.text().contains("no longer exists in account"),
+        "{}",
+        run.text()
+    );
+    let run = env.run(&["run", foreign.to_str().unwrap()]);
+    run.expect(1);
+    assert!(run.text().contains("999988887777") && run.text().contains("--profile"));
+    assert!(env.proxy.writes().is_empty(), "{:?}", env.proxy.writes());
+    assert_eq!(env.plan_yaml("kay")["phase"], "blocked");
+    assert!(env.plan_yaml("kay")["blocked_reason"]
+        .as_str()
+        .unwrap()
+        .contains("move it away"));
+}
