@@ -5,6 +5,7 @@
 #
 #   bench/fleet.sh                      1,000 users, concurrency 8, 3 repeats
 #   USERS=200 REPEAT=1 bench/fleet.sh   a quick look
+#   KEEP=1 bench/fleet.sh               keep the scratch folder (plans, moto log)
 #
 # Needs: the repository's .venv with moto[server] (scripts/test.sh makes it),
 # curl, /usr/bin/time (Debian package `time`). The AWS CLI for row 2 is
@@ -205,5 +206,10 @@ bare_t=$(printf '%s\n' "${bare_times[@]}" | median)
   echo "|---|---|---|---|"
   cat "$WORK/counts.md"
 } | tee "$WORK/results.md"
+# The scratch holds moto's throwaway keys (delivered CSVs) and 10,000 plans:
+# only the results stay, unless KEEP=1.
+if [ "${KEEP:-0}" != 1 ]; then
+  rm -rf "$WORK/home" "$WORK/plans" "$WORK/status-plans" "$WORK/recording.jsonl"
+fi
 echo >&2
 echo "==> results kept in $WORK/results.md" >&2
