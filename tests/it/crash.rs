@@ -50,8 +50,7 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
         seed: 11,
         ..Faults::default()
     });
-    let mut args = vec!["run"];
-    args.extend(users.iter().map(String::as_str));
+    let args = ["run", "--all"];
     let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut kills = 0;
     for _ in 0..6 {
@@ -61,7 +60,7 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
         let after = Duration::from_millis(100 + rng % 900);
         let mut child = env
             .command()
-            .args(&args)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -104,35 +103,38 @@ fn kill_9_at_random_moments_loses_and_doubles_nothing() {
     assert_one_new_key_each(&env, &users, &old);
 }
 
+fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
+    env.command()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn two_batches_at_once_make_one_key_per_user() {
     let env = moto_env!();
     let (users, old) = setup(&env, 40, "c");
-    let mut args = vec!["run"];
-    args.extend(users.iter().map(String::as_str));
-    // The second process walks the users in the opposite order, so the two
-    // meet in the middle with every plan contested.
-    let mut reversed = vec!["run"];
-    reversed.extend(users.iter().rev().map(String::as_str));
-    let a = env
-        .command()
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let b = env
-        .command()
-        .args(&reversed)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let a = env.capture(a.wait_with_output().unwrap());
-    let b = env.capture(b.wait_with_output().unwrap());
-    a.expect(0);
-    b.expect(0);
-    // Both may have skipped a locked plan; one more run finishes those.
-    env.run(&args).expect(0);
+    // Two whole-folder batches at once.
+    let a = spawn(&env, &["run", "--all"]);
+    let b = spawn(&env, &["run", "--all", "--concurrency", "3"]);
+    env.capture(a.wait_with_output().unwrap()).expect(0);
+    env.capture(b.wait_with_output().unwrap()).expect(0);
+    // Either may have skipped a plan the other held; one more run
+    // finishes those.
+    env.run(&["run", "--all"]).expect(0);
     assert_one_new_key_each(&env, &users, &old);
+
+    // A batch and a run of named users walking the other way, so the two
+    // meet in the middle with every plan contested.
+    let (more, more_old) = setup(&env, 40, "d");
+    let mut reversed = vec!["run"];
+    reversed.extend(more.iter().rev().map(String::as_str));
+    let a = spawn(&env, &["run", "--all"]);
+    let b = spawn(&env, &reversed);
+    env.capture(a.wait_with_output().unwrap()).expect(0);
+    env.capture(b.wait_with_output().unwrap()).expect(0);
+    env.run(&["run", "--all"]).expect(0);
+    assert_one_new_key_each(&env, &more, &more_old);
 }
