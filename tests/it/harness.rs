@@ -237,12 +237,7 @@ impl Env {
     /// The binary with the environment an operator would have: the standard
     /// AWS variables pointing at moto, and nothing from this machine.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_iam-rotate"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("AWS_") || name.starts_with("IAM_ROTATE_") {
-                cmd.env_remove(name);
-            }
-        }
+        let mut cmd = bare_command();
         let home = self.home();
         cmd.current_dir(self.dir.path())
             .env("HOME", &home)
@@ -438,6 +433,17 @@ impl Env {
             }
         }
     }
+}
+
+/// The binary with no AWS or iam-rotate settings from this machine.
+pub fn bare_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iam-rotate"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") || name.starts_with("IAM_ROTATE_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 /// Every regular file under `root`.

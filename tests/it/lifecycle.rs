@@ -456,7 +456,7 @@ fn the_example_plan_in_plans_readme_loads() {
     let path = dir.path().join("plans").join(ACCOUNT).join("alice.yaml");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &text[start..end]).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iam-rotate"))
+    let out = crate::harness::bare_command()
         .args(["show", path.to_str().unwrap()])
         .env("IAM_ROTATE_NOW", at(0.0))
         .output()
@@ -476,13 +476,7 @@ fn the_example_plan_in_plans_readme_loads() {
 #[test]
 fn demo_runs_every_phase_without_aws() {
     // No credentials, no endpoint: the demo must not reach for AWS.
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_iam-rotate"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("AWS_") || name.starts_with("IAM_ROTATE_") {
-            cmd.env_remove(name);
-        }
-    }
-    let out = cmd
+    let out = crate::harness::bare_command()
         .arg("demo")
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .env("AWS_EC2_METADATA_DISABLED", "true")
