@@ -43,7 +43,10 @@ fn main() -> ExitCode {
 fn init_logging(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
+        // aws-config warns about every credentials provider it tried (the
+        // instance metadata service, for one) before the one that worked;
+        // the error that matters reaches the operator through the command.
+        (false, 0) => "warn,aws_config=error",
         (false, 1) => "iam_rotate=info,warn",
         // The SDK's own debug and trace output can include response bodies,
         // and CreateAccessKey's body holds the secret: never turned on here.

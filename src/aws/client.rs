@@ -41,10 +41,17 @@ where
     R: std::fmt::Debug,
 {
     let code = err.code().map(str::to_string);
-    let message = err
-        .message()
-        .map(str::to_string)
-        .unwrap_or_else(|| aws_sdk_iam::error::DisplayErrorContext(&err).to_string());
+    let message = err.message().map(str::to_string).unwrap_or_else(|| {
+        let chain = error_chain(&err);
+        if chain.contains("loading credentials") || chain.contains("no providers in chain") {
+            format!(
+                "no usable AWS credentials ({chain}). Choose a profile with --profile or \
+                 AWS_PROFILE, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+        } else {
+            chain
+        }
+    });
     match code.as_deref() {
         Some("NoSuchEntity") => IamError::NoSuchEntity { what: message },
         Some("LimitExceeded") => IamError::LimitExceeded,
@@ -61,6 +68,21 @@ where
             message,
         },
     }
+}
+
+/// The error and its causes, each in its own words, without the SDK's
+/// debug dump of the whole response.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
 }
 
 fn status_of(status: Option<&StatusType>) -> KeyStatus {
