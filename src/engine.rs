@@ -277,8 +277,14 @@ impl Engine<'_> {
     async fn last_used(&self, key_id: &str) -> Result<LastUse, EngineError> {
         match self.iam.access_key_last_used(key_id).await {
             Ok(u) => Ok(u),
-            // Gone between the listing and now: the next listing shows it.
-            Err(IamError::NoSuchEntity { .. }) => Ok(LastUse::default()),
+            // Gone between the listing and now. "Never used" would be the
+            // most permissive reading there is; stop, and let the next run's
+            // listing show what happened.
+            Err(IamError::NoSuchEntity { .. }) => Err(EngineError::Refused(format!(
+                "key {} vanished between listing the user's keys and reading its last use; \
+                 nothing was changed. Run again: the next listing shows what happened",
+                mask_key(key_id)
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -405,7 +411,19 @@ impl Engine<'_> {
         locked.plan.create_intent_at = Some(self.clock.system_now());
         locked.save()?;
         let user = locked.plan.user.clone();
-        let created = self.iam.create_access_key(&user).await?;
+        let created = match self.iam.create_access_key(&user).await {
+            Ok(created) => created,
+            Err(error) => {
+                if error.is_definite() {
+                    // IAM answered and refused: no key was made, and the
+                    // intent must not later mistake someone else's new key
+                    // for an orphan of ours.
+                    locked.plan.create_intent_at = None;
+                    locked.save()?;
+                }
+                return Err(error.into());
+            }
+        };
 
         if let Err(error) = self.deliver.deliver(&destination, &created).await {
             let key = mask_key(&created.id);

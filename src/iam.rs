@@ -89,6 +89,18 @@ pub enum IamError {
     AccessDenied { operation: String, message: String },
     #[error("{operation} failed: {message}")]
     Other { operation: String, message: String },
+    /// No answer from AWS (timeout, dropped connection, 5xx): the call may
+    /// or may not have been carried out.
+    #[error("{operation} got no clear answer ({message}); it may or may not have taken effect")]
+    Unanswered { operation: String, message: String },
+}
+
+impl IamError {
+    /// True when AWS answered and refused: the call certainly changed
+    /// nothing.
+    pub fn is_definite(&self) -> bool {
+        !matches!(self, IamError::Unanswered { .. })
+    }
 }
 
 /// IAM and STS, as the rotation uses them.

@@ -294,7 +294,7 @@ impl Iam for SimAccount {
             });
         }
         if std::mem::take(&mut state.lose_next_create) {
-            return Err(IamError::Other {
+            return Err(IamError::Unanswered {
                 operation: "CreateAccessKey".into(),
                 message: "connection reset before the answer arrived (simulated)".into(),
             });

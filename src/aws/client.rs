@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_sdk_iam::config::http::HttpResponse;
+use aws_sdk_iam::config::retry::RetryConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::StatusType;
 use chrono::{DateTime, Utc};
@@ -35,11 +37,14 @@ fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
 
 /// Maps an SDK error to the few cases the core acts on. Messages come from
 /// AWS and never hold a secret.
-fn map_err<E, R>(operation: &str, err: SdkError<E, R>) -> IamError
+fn map_err<E>(operation: &str, err: SdkError<E, HttpResponse>) -> IamError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
+    let answered = match &err {
+        SdkError::ServiceError(context) => context.raw().status().as_u16() < 500,
+        _ => false,
+    };
     let code = err.code().map(str::to_string);
     let message = err.message().map(str::to_string).unwrap_or_else(|| {
         let chain = error_chain(&err);
@@ -52,6 +57,15 @@ where
             chain
         }
     });
+    if !answered {
+        return IamError::Unanswered {
+            operation: operation.into(),
+            message: match code {
+                Some(code) => format!("{code}: {message}"),
+                None => message,
+            },
+        };
+    }
     match code.as_deref() {
         Some("NoSuchEntity") => IamError::NoSuchEntity { what: message },
         Some("LimitExceeded") => IamError::LimitExceeded,
@@ -180,6 +194,12 @@ impl Iam for AwsIam {
             .iam
             .create_access_key()
             .user_name(user)
+            // No retries here: CreateAccessKey has no idempotency token, and
+            // a retry after a lost answer turns "maybe created" into a
+            // LimitExceeded that hides it. One attempt keeps the answer
+            // honest; the engine's create intent covers the lost one.
+            .customize()
+            .config_override(aws_sdk_iam::Config::builder().retry_config(RetryConfig::disabled()))
             .send()
             .await
             .map_err(|e| map_err("CreateAccessKey", e))?;

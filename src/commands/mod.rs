@@ -124,6 +124,12 @@ pub fn user_of(path: &Path) -> String {
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
     let clock = clock::from_env().map_err(UsageError)?;
+    if let Some(note) = clock.note() {
+        // Against real AWS this moves every wait: say so every time.
+        crate::output::note(format!(
+            "{note}: every wait is judged against that time, not the real one"
+        ));
+    }
     let context = Context {
         plans: PlanStore::new(cli.plans_dir),
         output: cli.output,

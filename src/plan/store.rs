@@ -129,7 +129,9 @@ impl PlanStore {
         for entry in entries {
             let entry = entry.map_err(|e| PlanError::io("read the plans folder", &dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') && name.ends_with(".yaml") {
+            // Lock files end in `.lock` and temporary files in `.tmp`, so a
+            // user whose name starts with a dot (IAM allows it) is listed.
+            if name.ends_with(".yaml") {
                 plans.push(entry.path());
             }
         }
@@ -195,6 +197,21 @@ impl PlanStore {
             Err(TryLockError::WouldBlock) => return Ok(None),
             Err(TryLockError::Error(e)) => return Err(PlanError::io("lock", &lock_path, e)),
         }
+        // Checked again under the lock: another `plan` may have written a
+        // plan (and a `run` taken it on) since the caller looked.
+        if path.exists() {
+            let existing = Self::load(path)?;
+            if !existing.phase.is_finished() {
+                return Err(PlanError::Invalid {
+                    path: path.display().to_string(),
+                    message: format!(
+                        "another iam-rotate process wrote an unfinished plan here (phase {}) \
+                         while this one was planning; it is never replaced",
+                        existing.phase
+                    ),
+                });
+            }
+        }
         let locked = LockedPlan {
             path: path.to_path_buf(),
             plan,
@@ -204,7 +221,9 @@ impl PlanStore {
         Ok(Some(locked))
     }
 
-    /// Removes temporary files left by a process that was killed mid-write.
+    /// Removes temporary files left by a process that was killed mid-write,
+    /// once they are an hour old: a live writer renames its file within
+    /// milliseconds, so an hour-old one has no owner.
     /// They are never read as plans either way; this only tidies the folder.
     pub fn sweep_temporaries(&self, account: &str) -> usize {
         let dir = self.account_dir(account);
@@ -219,7 +238,7 @@ impl PlanStore {
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|m| m.elapsed().ok())
-                .is_some_and(|age| age.as_secs() > 60);
+                .is_some_and(|age| age.as_secs() > STALE_TEMP_SECS);
             if name.starts_with('.')
                 && name.ends_with(atomic::TEMP_SUFFIX)
                 && stale
@@ -231,6 +250,8 @@ impl PlanStore {
         removed
     }
 }
+
+const STALE_TEMP_SECS: u64 = 3600;
 
 /// `plans/123/alice.yaml` → `plans/123/.alice.yaml.lock`.
 pub fn lock_path(plan_path: &Path) -> PathBuf {
@@ -367,6 +388,42 @@ history: []
         let err = parse(&bad, path()).unwrap_err().to_string();
         assert!(err.contains("alice.yaml, line 18, column 8"), "{err}");
         assert!(err.contains("sideways"), "{err}");
+    }
+
+    #[test]
+    fn create_never_replaces_an_unfinished_plan_written_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("123456789012").join("alice.yaml");
+        let plan = parse(EXAMPLE, &path).unwrap();
+        // Another process planned and ran first.
+        drop(PlanStore::create(&path, plan.clone()).unwrap());
+        let before = fs::read(&path).unwrap();
+        let err = PlanStore::create(&path, plan).err().unwrap().to_string();
+        assert!(err.contains("never replaced"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn users_whose_names_start_with_a_dot_are_listed_but_lock_and_temp_files_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PlanStore::new(dir.path());
+        let account = dir.path().join("123456789012");
+        fs::create_dir_all(&account).unwrap();
+        for name in [
+            ".svc.yaml",
+            "alice.yaml",
+            ".alice.yaml.lock",
+            ".alice.yaml.x1y2.tmp",
+        ] {
+            fs::write(account.join(name), "").unwrap();
+        }
+        let names: Vec<String> = store
+            .list("123456789012")
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [".svc.yaml", "alice.yaml"]);
     }
 
     proptest! {

@@ -843,3 +843,26 @@ async fn delete_new_never_leaves_a_user_without_an_active_key() {
     assert_eq!(w.sim.writes().len(), writes);
     assert_eq!(w.statuses("wes").len(), 2);
 }
+
+#[tokio::test]
+async fn a_refused_create_clears_the_intent_so_a_strangers_key_is_never_taken_for_an_orphan() {
+    let w = World::new();
+    w.user("xia");
+    w.plan("xia").await;
+    w.sim.fail_next("CreateAccessKey");
+    let err = w.run_with("xia", RunOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("ServiceFailure"), "{err}");
+    assert!(w.load("xia").create_intent_at.is_none());
+    // Minutes later someone else makes a key for the user.
+    w.advance(Duration::minutes(3));
+    let stranger = w.sim.add_key("xia", w.clock.now());
+    let writes = w.sim.writes().len();
+    let reason = blocked(&w.run("xia").await);
+    assert!(reason.contains("does not know"), "{reason}");
+    assert_eq!(
+        w.sim.writes().len(),
+        writes,
+        "the stranger's key is left alone"
+    );
+    assert!(w.statuses("xia").iter().any(|(id, _)| *id == stranger));
+}
