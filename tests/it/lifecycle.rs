@@ -504,3 +504,67 @@ fn demo_runs_every_phase_without_aws() {
         );
     }
 }
+
+#[test]
+fn the_command_line_contract_holds() {
+    // DESIGN §5: programs outside this repository drive these names.
+    let contract: &[(&str, &[&str])] = &[
+        (
+            "",
+            &[
+                "--plans-dir",
+                "--output",
+                "--profile",
+                "--region",
+                "--endpoint-url",
+                "--verbose",
+                "--quiet",
+                "IAM_ROTATE_PLANS_DIR",
+            ],
+        ),
+        (
+            "plan",
+            &[
+                "--all",
+                "--older-than",
+                "--deliver",
+                "--adoption-wait",
+                "--quiet-period",
+                "--allow-short-quiet-period",
+                "--verify-period",
+                "--policy",
+            ],
+        ),
+        (
+            "run",
+            &["--all", "--concurrency", "--dry-run", "--retry-blocked"],
+        ),
+        ("status", &["[USER]..."]),
+        ("show", &["<USER>"]),
+        ("rollback", &["--delete-new"]),
+        ("report", &["--older-than"]),
+        ("demo", &[]),
+        ("self-rotate", &["--delete-now"]),
+    ];
+    for (command, flags) in contract {
+        let mut cmd = crate::harness::bare_command();
+        if !command.is_empty() {
+            cmd.arg(command);
+        }
+        let out = cmd.arg("--help").output().unwrap();
+        assert!(out.status.success(), "{command} --help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        for flag in *flags {
+            assert!(
+                help.contains(flag),
+                "`{command} --help` lacks {flag}:\n{help}"
+            );
+        }
+    }
+    // Exit code 2 for usage errors.
+    let out = crate::harness::bare_command()
+        .args(["run", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
