@@ -431,6 +431,113 @@ fn a_write_refused_after_the_key_exists_leaves_no_key_behind() {
     env.assert_no_secret_leaked(&[]);
 }
 
+/// A user "operator" allowed exactly `actions`; its key.
+fn operator_allowed(env: &Env, actions: &[&str]) -> Key {
+    let operator = env.user("operator", 1).remove(0);
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }]
+    });
+    env.block_on(
+        env.iam()
+            .put_user_policy()
+            .user_name("operator")
+            .policy_name("delivery-test")
+            .policy_document(policy.to_string())
+            .send(),
+    )
+    .unwrap();
+    operator
+}
+
+/// `iam-rotate ARGS` signed with `key`.
+fn run_as(env: &Env, key: &Key, args: &[&str]) -> Run {
+    let mut cmd = env.command();
+    cmd.env("AWS_ACCESS_KEY_ID", &key.id)
+        .env("AWS_SECRET_ACCESS_KEY", &key.secret)
+        .args(args);
+    env.capture(cmd.output().unwrap())
+}
+
+/// Turns moto's authentication (and IAM policy checks) on or off.
+fn moto_auth(env: &Env, on: bool) {
+    let body = if on { "0" } else { "inf" };
+    http(&env.moto.endpoint, "POST", "/moto-api/reset-auth", body)
+        .expect("moto answers reset-auth");
+}
+
+/// The run stopped before CreateAccessKey: no key was made, and the plan
+/// can simply be run again.
+#[track_caller]
+fn assert_stopped_before_any_key(env: &Env, user: &str, old: &Key) {
+    assert!(
+        !env.proxy.writes().contains_key("CreateAccessKey"),
+        "{:?}",
+        env.proxy.writes()
+    );
+    assert_eq!(env.keys(user), vec![(old.id.clone(), "Active".into())]);
+    let plan = env.plan_yaml(user);
+    assert_eq!(plan["phase"], "create_second_key");
+    assert!(plan["create_intent_at"].is_null());
+}
+
+#[test]
+fn a_secret_that_cannot_be_read_back_is_refused_before_any_key_exists() {
+    let env = moto_env!();
+    let old = env.user("pia", 1).remove(0);
+    let sm = secrets_manager(&env);
+    env.block_on(
+        sm.create_secret()
+            .name("iam/pia")
+            .secret_string(document(&old))
+            .send(),
+    )
+    .unwrap();
+    // May write the secret, but neither read it back nor move its stages.
+    let operator = operator_allowed(
+        &env,
+        &[
+            "iam:*",
+            "sts:*",
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:PutSecretValue",
+        ],
+    );
+    run_as(
+        &env,
+        &operator,
+        &["plan", "pia", "--deliver", "secretsmanager:iam/{user}"],
+    )
+    .expect(0);
+
+    env.proxy.reset_counts();
+    moto_auth(&env, true);
+    let run = run_as(&env, &operator, &["run", "pia"]);
+    moto_auth(&env, false);
+    run.expect(1);
+    let text = run.text();
+    assert!(text.contains("GetSecretValue"), "{text}");
+    assert!(
+        text.contains("secretsmanager:UpdateSecretVersionStage"),
+        "{text}"
+    );
+    assert!(text.contains("Nothing was created"), "{text}");
+    assert_stopped_before_any_key(&env, "pia", &old);
+    assert!(!env.proxy.writes().contains_key("PutSecretValue"));
+    let current = env
+        .block_on(sm.get_secret_value().secret_id("iam/pia").send())
+        .unwrap();
+    assert_eq!(
+        from_document(&env, current.secret_string().unwrap()).id,
+        old.id
+    );
+
+    // With the permissions in place, the same plan goes on.
+    run_as(&env, &operator, &["run", "pia"]).expect(0);
+    assert_eq!(env.keys("pia").len(), 2);
+    env.assert_no_secret_leaked(&[]);
+}
+
 /// `iam-rotate self-rotate ARGS` signed with the credentials file, as a
 /// person at their laptop runs it.
 fn self_rotate(env: &Env, vars: &[(&str, &str)], now: Option<f64>, args: &[&str]) -> Run {
