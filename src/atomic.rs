@@ -1,18 +1,50 @@
 //! Crash-safe file writes: a temporary file in the same folder, fsync, rename
 //! over the target, fsync the folder. A reader sees the old file or the new
 //! one, never half of either.
+//!
+//! A crash between creating the temporary file and the rename leaves it
+//! behind, and for a secret destination it holds the secret. Every write
+//! therefore first removes its own destination's leftovers: files named
+//! exactly like its temporaries (`.NAME.XXXXXX.tmp`), owned by the same
+//! user, and old enough that no live write can still be using them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::time::Duration;
 
 /// Temporary files carry this suffix and a leading dot, so that nothing that
 /// lists `*.yaml` ever takes one for a plan.
 pub const TEMP_SUFFIX: &str = ".tmp";
 
+/// How many random characters a temporary file's name holds, set
+/// explicitly (not left to tempfile's default) so that the pattern
+/// [`is_temp_of`] matches stays the one [`write`] makes.
+const TEMP_RANDOM_LEN: usize = 6;
+
+/// A temporary file older than this is the remains of a crash: a write
+/// holds its temporary for milliseconds, so a live one is never this old.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
+
 /// Writes `contents` to `path` atomically with the given permission bits.
+///
+/// Once the rename has happened the new contents are in place, and `Ok` is
+/// returned even when the folder's fsync after it fails: an error would make
+/// callers believe the write failed, and undo or report something that did
+/// not happen. Only durability across a power loss is then in doubt, which
+/// is logged as a warning.
 pub fn write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_then_sync(path, contents, mode, sync_dir)
+}
+
+/// [`write`], with the folder's fsync given, so tests can make it fail.
+fn write_then_sync(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    sync_folder: fn(&Path) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -24,15 +56,81 @@ pub fn write(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let mut temp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(TEMP_SUFFIX)
+        .rand_bytes(TEMP_RANDOM_LEN)
         .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
+    // Our own temporary says who we are; only that user's leftovers go.
+    let owner = temp.as_file().metadata()?.uid();
+    remove_stale_temps(dir, &name, owner, STALE_TEMP_AGE);
     // The umask may have narrowed the mode at creation; set it exactly.
     temp.as_file()
         .set_permissions(fs::Permissions::from_mode(mode))?;
     temp.write_all(contents)?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    if let Err(e) = sync_folder(dir) {
+        tracing::warn!(
+            "{} was replaced, but flushing its folder to disk failed ({e}); the new contents \
+             are in place, though a power loss now could still lose them",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `candidate` is a temporary file [`write`] makes for a target
+/// named `name`: `.NAME.` + exactly [`TEMP_RANDOM_LEN`] letters or digits +
+/// [`TEMP_SUFFIX`], and nothing else.
+fn is_temp_of(name: &str, candidate: &str) -> bool {
+    candidate
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_prefix(name))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(TEMP_SUFFIX))
+        .is_some_and(|random| {
+            random.len() == TEMP_RANDOM_LEN && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// Removes the temporaries of the target `name` in `dir` that a crashed
+/// write left behind: regular files (never a link) owned by `owner`, last
+/// modified more than `older_than` ago. Best effort; returns how many went.
+fn remove_stale_temps(dir: &Path, name: &str, owner: u32, older_than: Duration) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        if !is_temp_of(name, file_name) {
+            continue;
+        }
+        // DirEntry::metadata does not follow a symbolic link.
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        let stale = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > older_than);
+        if meta.file_type().is_file() && meta.uid() == owner && stale {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    removed += 1;
+                    tracing::debug!(
+                        "removed {}, left by a crashed write",
+                        entry.path().display()
+                    );
+                }
+                Err(e) => tracing::debug!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+    removed
 }
 
 /// Flushes a folder's entries (a rename or a new file) to disk.
@@ -77,5 +175,100 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+    /// Backdates a file's modification time by `age`.
+    fn age(path: &Path, age: Duration) {
+        let when = std::time::SystemTime::now() - age;
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_temporary_name_pattern_is_the_one_write_makes() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["alice.csv", "credentials", "a.yaml"] {
+            let temp = tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .suffix(TEMP_SUFFIX)
+                .rand_bytes(TEMP_RANDOM_LEN)
+                .tempfile_in(dir.path())
+                .unwrap();
+            let made = temp.path().file_name().unwrap().to_str().unwrap();
+            assert!(is_temp_of(name, made), "{made}");
+        }
+        for other in [
+            ".alice.csv.tmp",
+            ".alice.csv.abc.tmp",
+            ".alice.csv.abcdefg.tmp",
+            ".alice.csv.ab-def.tmp",
+            ".alice.csv.abcdef.tmp.bak",
+            "alice.csv.abcdef.tmp",
+            ".alice.csv.abcdef.yaml",
+            ".alice.csvx.abcdef.tmp",
+            ".bob.csv.abcdef.tmp",
+            ".alice.abcdef.tmp",
+            "alice.csv",
+        ] {
+            assert!(!is_temp_of("alice.csv", other), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_write_removes_only_this_targets_stale_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let old = STALE_TEMP_AGE + Duration::from_secs(60);
+        let put = |name: &str, age_by: Option<Duration>| {
+            let path = d.join(name);
+            fs::write(&path, "left over").unwrap();
+            if let Some(by) = age_by {
+                age(&path, by);
+            }
+            path
+        };
+        // A crash's leftover of this target: goes.
+        let stale = put(".alice.csv.Ab3dE9.tmp", Some(old));
+        // All of these stay.
+        let fresh = put(".alice.csv.Zz0000.tmp", None);
+        let other_target = put(".bob.csv.Ab3dE9.tmp", Some(old));
+        let other_shape = put(".alice.csv.Ab3dE9x.tmp", Some(old));
+        let other_suffix = put(".alice.csv.Ab3dE9.tmp.keep", Some(old));
+        let real_file = put("alice.csv.Ab3dE9.tmp", Some(old));
+        let linked = put("linked-to", Some(old));
+        std::os::unix::fs::symlink(&linked, d.join(".alice.csv.Lnk000.tmp")).unwrap();
+        fs::create_dir(d.join(".alice.csv.Dir000.tmp")).unwrap();
+
+        write(&d.join("alice.csv"), b"new", 0o600).unwrap();
+
+        assert!(!stale.exists(), "the stale temporary is removed");
+        for kept in [
+            &fresh,
+            &other_target,
+            &other_shape,
+            &other_suffix,
+            &real_file,
+            &linked,
+        ] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+        assert!(d.join(".alice.csv.Lnk000.tmp").symlink_metadata().is_ok());
+        assert!(d.join(".alice.csv.Dir000.tmp").is_dir());
+        assert_eq!(fs::read_to_string(d.join("alice.csv")).unwrap(), "new");
+    }
+
+    #[test]
+    fn a_failed_folder_fsync_after_the_rename_is_not_a_failed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.csv");
+        write(&target, b"old", 0o600).unwrap();
+        let result = write_then_sync(&target, b"new", 0o600, |_| {
+            Err(io::Error::other("injected fsync failure"))
+        });
+        result.expect("the rename happened, so the write succeeded");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
     }
 }

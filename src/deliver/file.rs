@@ -1,6 +1,7 @@
 //! `file:PATH`: a CSV like the console's download, created with mode 0600.
 
 use std::fs;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -42,29 +43,72 @@ pub(super) fn deliver(
     path: &Path,
     key: &CreatedKey,
 ) -> Result<(), DeliverError> {
+    deliver_reading_back_with(destination, path, key, |p| fs::read_to_string(p))
+}
+
+/// [`deliver`], with the read-back given, so tests can make it fail.
+fn deliver_reading_back_with(
+    destination: &Destination,
+    path: &Path,
+    key: &CreatedKey,
+    read_back: impl Fn(&Path) -> io::Result<String>,
+) -> Result<(), DeliverError> {
     let fail = |message: String| DeliverError::failed(destination, message);
+    // What the file holds now (often the old key's CSV) and its mode, to
+    // put back if the delivery fails: nothing half-done may stay behind.
+    let previous = match fs::read(path) {
+        Ok(bytes) => {
+            let bytes = Zeroizing::new(bytes);
+            let mode = fs::metadata(path)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(0o600);
+            Some((bytes, mode))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(fail(format!(
+                "cannot read the file there now ({e}), so it could not be put back if the \
+                 delivery failed; nothing was changed"
+            )))
+        }
+    };
     let contents = Zeroizing::new(format!(
         "{HEADER}\n{},{}\n",
         key.id,
         key.secret.expose_secret()
     ));
+    // A failed atomic write leaves the file as it was.
     atomic::write(path, contents.as_bytes(), 0o600)
         .map_err(|e| fail(format!("writing failed: {e}")))?;
-    let back = Zeroizing::new(
-        fs::read_to_string(path).map_err(|e| fail(format!("reading back failed: {e}")))?,
-    );
-    let named = back
-        .lines()
-        .nth(1)
-        .and_then(|row| row.split(',').next())
-        .unwrap_or_default();
-    if named != key.id {
-        let _ = fs::remove_file(path);
-        return Err(fail(
-            "reading the file back did not find the new key id; something else writes there".into(),
-        ));
-    }
-    Ok(())
+    drop(contents);
+
+    let problem = match read_back(path).map(Zeroizing::new) {
+        Ok(back) => {
+            let named = back
+                .lines()
+                .nth(1)
+                .and_then(|row| row.split(',').next())
+                .unwrap_or_default();
+            if named == key.id {
+                return Ok(());
+            }
+            "reading the file back did not find the new key id; something else writes there"
+                .to_string()
+        }
+        Err(e) => format!("reading the file back failed ({e})"),
+    };
+    let restored = match &previous {
+        Some((bytes, mode)) => atomic::write(path, bytes, *mode),
+        None => fs::remove_file(path),
+    };
+    Err(fail(match (restored, previous.is_some()) {
+        (Ok(()), true) => format!("{problem}; the file was put back as it was"),
+        (Ok(()), false) => format!("{problem}; the file written for it was removed again"),
+        (Err(e), _) => format!(
+            "{problem}, and putting the file back as it was failed too ({e}); check {} by hand",
+            path.display()
+        ),
+    }))
 }
 
 /// The key id in the CSV's data row, if the file is there and readable.
@@ -122,5 +166,63 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    const OLD_CSV: &str = "Access key ID,Secret access key\nAKIAOLDKEY0000000001,old-test-value\n";
+
+    fn private_file(path: &Path, text: &str, mode: u32) {
+        fs::write(path, text).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_failed_read_back_puts_the_previous_file_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alice.csv");
+        private_file(&path, OLD_CSV, 0o400);
+        let dest = Destination::File(path.clone());
+        let err = deliver_reading_back_with(&dest, &path, &key(), |_| {
+            Err(io::Error::other("injected read failure"))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("put back as it was"), "{err}");
+        assert!(!err.contains(&"x".repeat(40)), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), OLD_CSV);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+    }
+
+    #[test]
+    fn a_read_back_naming_another_key_puts_the_previous_file_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alice.csv");
+        private_file(&path, OLD_CSV, 0o600);
+        let dest = Destination::File(path.clone());
+        let err = deliver_reading_back_with(&dest, &path, &key(), |_| {
+            Ok("Access key ID,Secret access key\nAKIAOTHER00000000000,y\n".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("did not find the new key id"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), OLD_CSV);
+    }
+
+    #[test]
+    fn a_failed_read_back_removes_only_a_file_it_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.csv");
+        let dest = Destination::File(path.clone());
+        let err = deliver_reading_back_with(&dest, &path, &key(), |_| {
+            Err(io::Error::other("injected read failure"))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("removed again"), "{err}");
+        assert!(!path.exists());
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

@@ -13,8 +13,11 @@ use super::{aws_failure, aws_message, json, DeliverError, Destination};
 use crate::iam::CreatedKey;
 
 /// What is needed on the secret, for messages.
-const PERMISSIONS: &str = "secretsmanager:DescribeSecret, CreateSecret, PutSecretValue, \
-                           GetSecretValue and UpdateSecretVersionStage on the secret (and \
+const PERMISSIONS: &str = "secretsmanager:DescribeSecret, secretsmanager:CreateSecret and \
+                           secretsmanager:PutSecretValue to write the key, \
+                           secretsmanager:GetSecretValue to read it back, and \
+                           secretsmanager:UpdateSecretVersionStage (or DeleteSecret for a secret \
+                           it created) to undo a delivery that failed, all on the secret (and \
                            kms:GenerateDataKey and kms:Decrypt on its KMS key when it is a \
                            customer-managed one)";
 
@@ -91,12 +94,56 @@ async fn describe(
     }
 }
 
+/// Before any key exists: the secret is reachable, and when it exists, its
+/// value can be read and decrypted. Without that the read-back after the
+/// write would be denied, the undo (which needs the same access) too, and
+/// the secret would be left holding a key that is then deleted.
 pub(super) async fn check(
     client: &Client,
     destination: &Destination,
     secret_id: &str,
 ) -> Result<(), DeliverError> {
-    describe(client, destination, secret_id).await.map(drop)
+    match describe(client, destination, secret_id).await? {
+        Existing::Missing => Ok(()),
+        Existing::Present { .. } => prove_readable(client, destination, secret_id).await,
+    }
+}
+
+/// GetSecretValue on the current version; the value is wiped at once.
+async fn prove_readable(
+    client: &Client,
+    destination: &Destination,
+    secret_id: &str,
+) -> Result<(), DeliverError> {
+    match client.get_secret_value().secret_id(secret_id).send().await {
+        Ok(mut out) => {
+            drop(zeroize::Zeroizing::new(
+                out.secret_string.take().unwrap_or_default(),
+            ));
+            drop(zeroize::Zeroizing::new(
+                out.secret_binary
+                    .take()
+                    .map(|b| b.into_inner())
+                    .unwrap_or_default(),
+            ));
+            Ok(())
+        }
+        // A secret with no current value yet: nothing to read.
+        Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(()),
+        Err(e) => Err(DeliverError::failed(
+            destination,
+            format!(
+                "{}. Without it the new key could not be read back after writing it, nor the \
+                 secret put back as it was",
+                aws_message(
+                    "GetSecretValue (reading the secret before any key is created)",
+                    &e,
+                    PERMISSIONS,
+                    &[]
+                )
+            ),
+        )),
+    }
 }
 
 /// What the write did, so a failed read-back can be undone.

@@ -3,16 +3,18 @@
 //! rotation (SSM keeps the earlier versions in the parameter's history).
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
-use aws_sdk_ssm::types::ParameterType;
+use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType};
 use aws_sdk_ssm::Client;
 
 use super::{aws_failure, aws_message, json, DeliverError, Destination};
 use crate::iam::CreatedKey;
 
 /// What is needed on the parameter, for messages.
-const PERMISSIONS: &str = "ssm:GetParameter, ssm:PutParameter and ssm:DeleteParameter on the \
-                           parameter (and kms:Encrypt and kms:Decrypt on its KMS key when it is \
-                           a customer-managed one)";
+const PERMISSIONS: &str = "ssm:GetParameter (with decryption) to read the key back and to undo a \
+                           delivery that failed, ssm:DescribeParameters to keep the parameter's \
+                           KMS key, ssm:PutParameter to write it and ssm:DeleteParameter to undo \
+                           a parameter it created (and kms:Encrypt and kms:Decrypt on the \
+                           parameter's KMS key when it is a customer-managed one)";
 
 /// The longest parameter name SSM accepts.
 const MAX_NAME_LENGTH: usize = 1011;
@@ -59,46 +61,96 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The parameter as it is now: `None` when missing, else its version.
-async fn current_version(
+/// An existing parameter as it was before the write.
+struct Existing {
+    version: i64,
+    /// The KMS key that encrypts it. Every overwrite passes it on: without
+    /// a KeyId, PutParameter may encrypt with the account's default
+    /// `alias/aws/ssm` key, quietly widening who can decrypt the secret.
+    key_id: String,
+}
+
+/// The parameter as it is now: `None` when missing. It is read the way the
+/// read-back and the undo will read it, with decryption, so a caller who
+/// could write but not read or decrypt is stopped before any key exists
+/// (the value is wiped at once); and its KMS key is looked up.
+async fn existing(
     client: &Client,
     destination: &Destination,
     name: &str,
-) -> Result<Option<i64>, DeliverError> {
-    // Without decryption: only the type and version are wanted.
-    match client
-        .get_parameter()
-        .name(name)
-        .with_decryption(false)
-        .send()
-        .await
-    {
-        Ok(out) => {
-            let Some(parameter) = out.parameter() else {
-                return Ok(None);
-            };
-            if parameter.r#type() != Some(&ParameterType::SecureString) {
-                return Err(DeliverError::failed(
-                    destination,
-                    format!(
+) -> Result<Option<Existing>, DeliverError> {
+    let version =
+        match client
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+        {
+            Ok(mut out) => {
+                let Some(parameter) = out.parameter.as_mut() else {
+                    return Ok(None);
+                };
+                drop(zeroize::Zeroizing::new(
+                    parameter.value.take().unwrap_or_default(),
+                ));
+                if parameter.r#type() != Some(&ParameterType::SecureString) {
+                    return Err(DeliverError::failed(
+                        destination,
+                        format!(
                         "the parameter exists as a {} parameter; a secret is only ever written \
                          into a SecureString. Delete it (`aws ssm delete-parameter --name \
                          {name}`) or choose another name",
                         parameter.r#type().map(|t| t.as_str()).unwrap_or("plain")
                     ),
-                ));
+                    ));
+                }
+                parameter.version()
             }
-            Ok(Some(parameter.version()))
-        }
-        Err(e) if e.code() == Some("ParameterNotFound") => Ok(None),
-        Err(e) => Err(aws_failure(
-            destination,
-            "GetParameter",
-            &e,
-            PERMISSIONS,
-            &[],
-        )),
-    }
+            Err(e) if e.code() == Some("ParameterNotFound") => return Ok(None),
+            Err(e) => return Err(aws_failure(
+                destination,
+                "GetParameter with decryption (reading the parameter before any key is created)",
+                &e,
+                PERMISSIONS,
+                &[],
+            )),
+        };
+    let key_id = kms_key_id(client, destination, name).await?;
+    Ok(Some(Existing { version, key_id }))
+}
+
+/// The KMS key of the SecureString `name`, from DescribeParameters.
+async fn kms_key_id(
+    client: &Client,
+    destination: &Destination,
+    name: &str,
+) -> Result<String, DeliverError> {
+    let filter = ParameterStringFilter::builder()
+        .key("Name")
+        .option("Equals")
+        .values(name)
+        .build()
+        .map_err(|e| DeliverError::failed(destination, e.to_string()))?;
+    let out = client
+        .describe_parameters()
+        .parameter_filters(filter)
+        .send()
+        .await
+        .map_err(|e| aws_failure(destination, "DescribeParameters", &e, PERMISSIONS, &[]))?;
+    out.parameters()
+        .iter()
+        .find(|p| p.name() == Some(name))
+        .and_then(|p| p.key_id())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            DeliverError::failed(
+                destination,
+                "DescribeParameters did not name the parameter's KMS key, and overwriting it \
+                 without that could change the key that encrypts it; check the parameter \
+                 (`aws ssm describe-parameters`) and run again",
+            )
+        })
 }
 
 pub(super) async fn check(
@@ -107,7 +159,7 @@ pub(super) async fn check(
     name: &str,
 ) -> Result<(), DeliverError> {
     validate_name(name).map_err(|m| DeliverError::failed(destination, m))?;
-    current_version(client, destination, name).await.map(drop)
+    existing(client, destination, name).await.map(drop)
 }
 
 pub(super) async fn deliver(
@@ -117,7 +169,7 @@ pub(super) async fn deliver(
     key: &CreatedKey,
 ) -> Result<(), DeliverError> {
     validate_name(name).map_err(|m| DeliverError::failed(destination, m))?;
-    let previous = current_version(client, destination, name).await?;
+    let previous = existing(client, destination, name).await?;
     let document = json::document(key);
     // PutParameter either stores the whole value or nothing.
     client
@@ -125,6 +177,7 @@ pub(super) async fn deliver(
         .name(name)
         .value(document.as_str())
         .r#type(ParameterType::SecureString)
+        .set_key_id(previous.as_ref().map(|p| p.key_id.clone()))
         .overwrite(true)
         .send()
         .await
@@ -163,7 +216,7 @@ pub(super) async fn deliver(
         }
         Err(e) => aws_message("GetParameter", &e, PERMISSIONS, &[]),
     };
-    let undo = undo(client, name, previous).await;
+    let undo = undo(client, name, previous.as_ref()).await;
     Err(DeliverError::failed(
         destination,
         format!("{problem}; {undo}"),
@@ -172,8 +225,12 @@ pub(super) async fn deliver(
 
 /// Puts the parameter back as it was before the write, and says how that
 /// went.
-async fn undo(client: &Client, name: &str, previous: Option<i64>) -> String {
-    let Some(version) = previous else {
+async fn undo(client: &Client, name: &str, previous: Option<&Existing>) -> String {
+    let Some(&Existing {
+        version,
+        ref key_id,
+    }) = previous
+    else {
         return match client.delete_parameter().name(name).send().await {
             Ok(_) => "the parameter created for it was deleted again".into(),
             Err(e) => format!(
@@ -202,6 +259,7 @@ async fn undo(client: &Client, name: &str, previous: Option<i64>) -> String {
             .name(name)
             .value(value.as_str())
             .r#type(ParameterType::SecureString)
+            .key_id(key_id)
             .overwrite(true)
             .send()
             .await

@@ -9,6 +9,7 @@ use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region, SharedCredential
 
 use crate::harness::{at, http, read_csv, Env, Key, Run, ACCOUNT};
 use crate::moto_env;
+use crate::proxy::Faults;
 
 fn arn(user: &str) -> String {
     format!("arn:aws:iam::{ACCOUNT}:user/{user}")
@@ -428,6 +429,281 @@ fn a_write_refused_after_the_key_exists_leaves_no_key_behind() {
     // Once the operator may write, the same plan goes on.
     as_operator(&["run", "ivy"]).expect(0);
     assert_eq!(env.keys("ivy").len(), 2);
+    env.assert_no_secret_leaked(&[]);
+}
+
+/// A user "operator" allowed exactly `actions`; its key.
+fn operator_allowed(env: &Env, actions: &[&str]) -> Key {
+    let operator = env.user("operator", 1).remove(0);
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }]
+    });
+    env.block_on(
+        env.iam()
+            .put_user_policy()
+            .user_name("operator")
+            .policy_name("delivery-test")
+            .policy_document(policy.to_string())
+            .send(),
+    )
+    .unwrap();
+    operator
+}
+
+/// `iam-rotate ARGS` signed with `key`.
+fn run_as(env: &Env, key: &Key, args: &[&str]) -> Run {
+    let mut cmd = env.command();
+    cmd.env("AWS_ACCESS_KEY_ID", &key.id)
+        .env("AWS_SECRET_ACCESS_KEY", &key.secret)
+        .args(args);
+    env.capture(cmd.output().unwrap())
+}
+
+/// Turns moto's authentication (and IAM policy checks) on or off.
+fn moto_auth(env: &Env, on: bool) {
+    let body = if on { "0" } else { "inf" };
+    http(&env.moto.endpoint, "POST", "/moto-api/reset-auth", body)
+        .expect("moto answers reset-auth");
+}
+
+/// The run stopped before CreateAccessKey: no key was made, and the plan
+/// can simply be run again.
+#[track_caller]
+fn assert_stopped_before_any_key(env: &Env, user: &str, old: &Key) {
+    assert!(
+        !env.proxy.writes().contains_key("CreateAccessKey"),
+        "{:?}",
+        env.proxy.writes()
+    );
+    assert_eq!(env.keys(user), vec![(old.id.clone(), "Active".into())]);
+    let plan = env.plan_yaml(user);
+    assert_eq!(plan["phase"], "create_second_key");
+    assert!(plan["create_intent_at"].is_null());
+}
+
+#[test]
+fn a_secret_that_cannot_be_read_back_is_refused_before_any_key_exists() {
+    let env = moto_env!();
+    let old = env.user("pia", 1).remove(0);
+    let sm = secrets_manager(&env);
+    env.block_on(
+        sm.create_secret()
+            .name("iam/pia")
+            .secret_string(document(&old))
+            .send(),
+    )
+    .unwrap();
+    // May write the secret, but neither read it back nor move its stages.
+    let operator = operator_allowed(
+        &env,
+        &[
+            "iam:*",
+            "sts:*",
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:PutSecretValue",
+        ],
+    );
+    run_as(
+        &env,
+        &operator,
+        &["plan", "pia", "--deliver", "secretsmanager:iam/{user}"],
+    )
+    .expect(0);
+
+    env.proxy.reset_counts();
+    moto_auth(&env, true);
+    let run = run_as(&env, &operator, &["run", "pia"]);
+    moto_auth(&env, false);
+    run.expect(1);
+    let text = run.text();
+    assert!(text.contains("GetSecretValue"), "{text}");
+    assert!(
+        text.contains("secretsmanager:UpdateSecretVersionStage"),
+        "{text}"
+    );
+    assert!(text.contains("Nothing was created"), "{text}");
+    assert_stopped_before_any_key(&env, "pia", &old);
+    assert!(!env.proxy.writes().contains_key("PutSecretValue"));
+    let current = env
+        .block_on(sm.get_secret_value().secret_id("iam/pia").send())
+        .unwrap();
+    assert_eq!(
+        from_document(&env, current.secret_string().unwrap()).id,
+        old.id
+    );
+
+    // With the permissions in place, the same plan goes on.
+    run_as(&env, &operator, &["run", "pia"]).expect(0);
+    assert_eq!(env.keys("pia").len(), 2);
+    env.assert_no_secret_leaked(&[]);
+}
+
+/// Stands in for a caller without kms:Decrypt: GetParameter with
+/// decryption is denied, without it allowed.
+fn deny_decryption(
+    action: &str,
+    body: &[u8],
+    _: &std::collections::BTreeMap<String, usize>,
+) -> bool {
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    action == "GetParameter" && body["WithDecryption"] == true
+}
+
+#[test]
+fn a_parameter_that_cannot_be_read_back_is_refused_before_any_key_exists() {
+    let env = moto_env!();
+    let old = env.user("quin", 1).remove(0);
+    let ssm = ssm(&env);
+    env.block_on(
+        ssm.put_parameter()
+            .name("/iam/quin")
+            .value(document(&old))
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send(),
+    )
+    .unwrap();
+    // May write the parameter but not read it.
+    let operator = operator_allowed(
+        &env,
+        &[
+            "iam:*",
+            "sts:*",
+            "ssm:PutParameter",
+            "ssm:DescribeParameters",
+        ],
+    );
+    run_as(
+        &env,
+        &operator,
+        &["plan", "quin", "--deliver", "ssm:/iam/{user}"],
+    )
+    .expect(0);
+    env.proxy.reset_counts();
+    moto_auth(&env, true);
+    let run = run_as(&env, &operator, &["run", "quin"]);
+    moto_auth(&env, false);
+    run.expect(1);
+    let text = run.text();
+    assert!(text.contains("GetParameter"), "{text}");
+    assert!(text.contains("Nothing was created"), "{text}");
+    assert_stopped_before_any_key(&env, "quin", &old);
+
+    // May read the parameter, but not decrypt it (no kms:Decrypt).
+    env.proxy.reset_counts();
+    env.proxy.set_faults(Faults {
+        deny: Some(deny_decryption),
+        ..Faults::default()
+    });
+    let run = env.run(&["run", "quin"]);
+    run.expect(1);
+    let text = run.text();
+    assert!(text.contains("GetParameter with decryption"), "{text}");
+    assert!(text.contains("kms:Decrypt"), "{text}");
+    assert_stopped_before_any_key(&env, "quin", &old);
+    assert!(!env.proxy.writes().contains_key("PutParameter"));
+
+    // Once it may decrypt, the same plan goes on.
+    env.proxy.set_faults(Faults::default());
+    env.run(&["run", "quin"]).expect(0);
+    assert_eq!(env.keys("quin").len(), 2);
+    env.assert_no_secret_leaked(&[]);
+}
+
+/// The KMS key DescribeParameters names for `name`.
+fn parameter_key_id(env: &Env, name: &str) -> String {
+    let filter = aws_sdk_ssm::types::ParameterStringFilter::builder()
+        .key("Name")
+        .option("Equals")
+        .values(name)
+        .build()
+        .unwrap();
+    let out = env
+        .block_on(
+            ssm(env)
+                .describe_parameters()
+                .parameter_filters(filter)
+                .send(),
+        )
+        .unwrap();
+    out.parameters()[0].key_id().expect("a KeyId").to_string()
+}
+
+/// Denies the read-back (GetParameter of the plain name after a
+/// PutParameter), so the undo runs; the undo's read of an earlier version
+/// (`NAME:VERSION`) goes through.
+fn deny_read_back(
+    action: &str,
+    body: &[u8],
+    forwarded: &std::collections::BTreeMap<String, usize>,
+) -> bool {
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    action == "GetParameter"
+        && forwarded.get("PutParameter").is_some_and(|n| *n > 0)
+        && !body["Name"].as_str().unwrap_or_default().contains(':')
+}
+
+#[test]
+fn ssm_overwrites_and_restores_keep_the_parameters_kms_key() {
+    let env = moto_env!();
+    const KMS_KEY: &str = "alias/iam-rotate-test-team-key";
+    let ssm = ssm(&env);
+    let mut old_keys = Vec::new();
+    for user in ["rae", "sol"] {
+        let old = env.user(user, 1).remove(0);
+        env.block_on(
+            ssm.put_parameter()
+                .name(format!("/iam/{user}"))
+                .value(document(&old))
+                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                .key_id(KMS_KEY)
+                .send(),
+        )
+        .unwrap();
+        env.run(&["plan", user, "--deliver", "ssm:/iam/{user}"])
+            .expect(0);
+        old_keys.push(old);
+    }
+
+    // A delivery overwrites with the parameter's own KMS key.
+    env.proxy.reset_counts();
+    env.run(&["run", "rae"]).expect(0);
+    assert_eq!(
+        env.proxy.put_parameter_key_ids(),
+        vec![Some(KMS_KEY.to_string())]
+    );
+    assert_eq!(parameter_key_id(&env, "/iam/rae"), KMS_KEY);
+
+    // A failed read-back: the old value is put back, with the same key.
+    env.proxy.reset_counts();
+    env.proxy.set_faults(Faults {
+        deny: Some(deny_read_back),
+        ..Faults::default()
+    });
+    let run = env.run(&["run", "sol"]);
+    env.proxy.set_faults(Faults::default());
+    run.expect(1);
+    assert!(run.text().contains("was put back"), "{}", run.text());
+    assert_eq!(
+        env.proxy.put_parameter_key_ids(),
+        vec![Some(KMS_KEY.to_string()), Some(KMS_KEY.to_string())],
+        "the write and the restore"
+    );
+    assert_eq!(parameter_key_id(&env, "/iam/sol"), KMS_KEY);
+    let value = env
+        .block_on(
+            ssm.get_parameter()
+                .name("/iam/sol")
+                .with_decryption(true)
+                .send(),
+        )
+        .unwrap();
+    let held = from_document(&env, value.parameter().unwrap().value().unwrap());
+    assert_eq!(held.id, old_keys[1].id);
+    assert_eq!(
+        env.keys("sol"),
+        vec![(old_keys[1].id.clone(), "Active".into())]
+    );
     env.assert_no_secret_leaked(&[]);
 }
 

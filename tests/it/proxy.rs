@@ -14,6 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Whether to deny a request: given its action, its body, and the requests
+/// forwarded so far by action.
+pub type DenyRule = fn(&str, &[u8], &BTreeMap<String, usize>) -> bool;
+
 /// Fault rates, each the probability (0..1) that a request gets it.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
@@ -28,6 +32,12 @@ pub struct Faults {
     /// long — the window where a crash leaves an orphan.
     pub slow_create_answer: Duration,
     pub seed: u64,
+    /// Answers AccessDeniedException (JSON protocols: Secrets Manager,
+    /// SSM), without forwarding, to every request this returns true for:
+    /// given the action, the request body, and the requests forwarded so
+    /// far by action. It stands in for permissions moto does not enforce,
+    /// such as kms:Decrypt.
+    pub deny: Option<DenyRule>,
 }
 
 #[derive(Default)]
@@ -38,6 +48,8 @@ struct Shared {
     injected: BTreeMap<&'static str, usize>,
     faults: Faults,
     rng: u64,
+    /// The KeyId of each PutParameter forwarded, in order (never the value).
+    put_parameter_key_ids: Vec<Option<String>>,
 }
 
 pub struct Proxy {
@@ -105,6 +117,12 @@ impl Proxy {
         let mut shared = self.shared.lock().unwrap();
         shared.forwarded.clear();
         shared.injected.clear();
+        shared.put_parameter_key_ids.clear();
+    }
+
+    /// The KeyId each forwarded PutParameter carried, in order.
+    pub fn put_parameter_key_ids(&self) -> Vec<Option<String>> {
+        self.shared.lock().unwrap().put_parameter_key_ids.clone()
     }
 }
 
@@ -182,6 +200,38 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
     let mut reader = BufReader::new(read_half);
     let mut client = client;
     while let Some(request) = read_request(&mut reader) {
+        let denied = {
+            let s = shared.lock().unwrap();
+            s.faults
+                .deny
+                .is_some_and(|deny| deny(&request.action, &request.body, &s.forwarded))
+        };
+        if denied {
+            *shared.lock().unwrap().injected.entry("denied").or_default() += 1;
+            let body = format!(
+                "{{\"__type\":\"AccessDeniedException\",\"message\":\"injected: not \
+                 authorized to perform {}\"}}",
+                request.action
+            );
+            let head = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\n\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            );
+            if client
+                .write_all(format!("{head}{body}").as_bytes())
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        if request.action == "PutParameter" {
+            let key_id = serde_json::from_slice::<serde_json::Value>(&request.body)
+                .ok()
+                .and_then(|v| v["KeyId"].as_str().map(str::to_string));
+            shared.lock().unwrap().put_parameter_key_ids.push(key_id);
+        }
         let fault = pick_fault(shared, &request.action);
         match fault {
             Some("throttle") => {
