@@ -621,7 +621,8 @@ mod tests {
     use chrono::Utc;
 
     const ID: &str = "AKIANEWKEY0000000001";
-    const SECRET_VALUE: &str = "newSecret/0000000000000000000000000000000";
+    /// Secret-shaped (40 characters) but plainly a stand-in.
+    const SECRET_VALUE: &str = "not-a-real-secret/0000000000000000000000";
 
     fn edit(text: &str, profile: &str) -> String {
         set_key(text, profile, ID, SECRET_VALUE)
@@ -669,7 +670,7 @@ aws_secret_access_key = otherSecret
             changed_lines(before, &after),
             vec![
                 "aws_access_key_id=AKIANEWKEY0000000001\n",
-                "aws_secret_access_key=newSecret/0000000000000000000000000000000\n",
+                &format!("aws_secret_access_key={SECRET_VALUE}\n"),
             ]
         );
         let key = read_key(&after, "ci").unwrap().unwrap();
