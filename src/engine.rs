@@ -554,6 +554,19 @@ impl Engine<'_> {
         if self.caller.account != plan.account {
             return Err(EngineError::Refused(wrong_account(plan, &self.caller)));
         }
+        if delete_new && self.caller.arn == plan.user_arn {
+            // A self-rotation: the credentials signing this call are, in all
+            // likelihood, the new key itself, and the old key's secret was
+            // overwritten where it was kept. Deleting the new key would
+            // leave the user with no key whose secret anyone holds.
+            return Err(EngineError::Refused(format!(
+                "refusing --delete-new: you are signed in as {} itself, most likely with the \
+                 new key, and the old key's secret was replaced by it. Roll back without \
+                 --delete-new, or run this with another principal's credentials once the old \
+                 key's secret is back where the applications read it.",
+                plan.user
+            )));
+        }
         let user = plan.user.clone();
         let keys = match self.iam.list_access_keys(&user).await {
             Ok(keys) => keys,

@@ -866,3 +866,30 @@ async fn a_refused_create_clears_the_intent_so_a_strangers_key_is_never_taken_fo
     );
     assert!(w.statuses("xia").iter().any(|(id, _)| *id == stranger));
 }
+
+#[tokio::test]
+async fn a_user_never_deletes_the_new_key_it_is_signed_in_with() {
+    let w = World::new();
+    let old = w.user("yan");
+    w.plan("yan").await;
+    w.run("yan").await;
+    let plan = w.load("yan");
+    let engine = Engine {
+        caller: crate::iam::Caller {
+            account: ACCOUNT.into(),
+            arn: plan.user_arn.clone(),
+        },
+        ..w.engine().await
+    };
+    let mut locked = PlanStore::lock(&w.path("yan")).unwrap().unwrap();
+    let writes = w.sim.writes().len();
+    let err = engine
+        .rollback(&mut locked, true)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refusing --delete-new"), "{err}");
+    assert_eq!(w.sim.writes().len(), writes);
+    assert_eq!(w.statuses("yan").len(), 2);
+    assert_eq!(w.statuses("yan")[0], (old, KeyStatus::Active));
+}
