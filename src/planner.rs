@@ -9,7 +9,9 @@ use serde::Serialize;
 use crate::deliver::Destination;
 use crate::iam::{Caller, Iam, IamError, LiveKey, User};
 use crate::plan::store::{is_valid_user_name, PlanError};
-use crate::plan::{mask_key, KeyStatus, OldKey, Phase, Plan, PlanStore, PlanVersion, Stamp};
+use crate::plan::{
+    mask_key, KeyStatus, OldKey, Phase, Plan, PlanKind, PlanStore, PlanVersion, Stamp,
+};
 use crate::rotation::policy::Policy;
 
 /// What `plan` did for one user.
@@ -37,6 +39,8 @@ pub struct PlanRequest<'a> {
     pub delivery: &'a str,
     /// With `--older-than`: only plan when the active key is older than this.
     pub older_than: Option<chrono::Duration>,
+    /// The command planning: `plan` or `self-rotate`.
+    pub kind: PlanKind,
 }
 
 /// Plans one user named on the command line: reads the user (GetUser) and
@@ -215,10 +219,12 @@ fn write_plan(
     }
     let mut plan = Plan {
         version: PlanVersion,
+        kind: request.kind,
         account: account.clone(),
         user: user.to_string(),
         user_arn: user_info.arn.clone(),
         delivery: destination.to_string(),
+        credentials_file: None,
         policy: request.policy.clone(),
         old_key: OldKey {
             id: old.id.clone(),

@@ -37,6 +37,7 @@ pub async fn execute(context: &Context, args: PlanArgs) -> anyhow::Result<Status
             policy: &policy,
             delivery,
             older_than: None,
+            kind: crate::plan::PlanKind::Plan,
         };
         let planned = match plan_user(iam, &context.plans, &caller, &stamp, &request).await {
             Ok(p) => p,

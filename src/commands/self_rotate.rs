@@ -49,6 +49,7 @@ pub fn self_policy() -> Policy {
         quiet_period: HumanDuration::from_secs(0),
         verify_period: HumanDuration::from_days(1),
         require_new_key_use: true,
+        allow_short_quiet_period: true,
     }
 }
 
@@ -549,6 +550,7 @@ async fn open_or_plan(
         policy: &policy,
         delivery,
         older_than: None,
+        kind: crate::plan::PlanKind::SelfRotate,
     };
     match plan_user(iam, &context.plans, caller, &stamp, &request).await? {
         Planned::Planned { .. } => {}

@@ -46,6 +46,7 @@ pub async fn plan_all(
                 policy: request.policy,
                 delivery: request.delivery,
                 older_than: request.older_than,
+                kind: crate::plan::PlanKind::Plan,
             };
             let planned = plan_listed_user(iam, store, caller, stamp, &one, &user)
                 .await

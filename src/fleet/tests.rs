@@ -376,6 +376,7 @@ async fn requests_per_phase_are_exactly_what_the_guards_need() {
         policy: &policy,
         delivery: "file:/nonexistent/{user}.csv",
         older_than: None,
+        kind: crate::plan::PlanKind::Plan,
     };
     let planned = w
         .calls_of(crate::planner::plan_user(
@@ -504,6 +505,7 @@ async fn a_zero_wait_plan_still_runs_to_done_in_one_run_on_a_moving_clock() {
         policy: &policy,
         delivery: "file:/nonexistent/{user}.csv",
         older_than: None,
+        kind: crate::plan::PlanKind::Plan,
     };
     request.older_than = None;
     let _ = crate::planner::plan_user(&w.sim, &w.store, &w.caller, &w.stamp(), &request).await;
@@ -585,6 +587,7 @@ async fn a_whole_rotation_in_one_run_takes_nine_calls() {
         policy: &policy,
         delivery: "file:/nonexistent/{user}.csv",
         older_than: None,
+        kind: crate::plan::PlanKind::Plan,
     };
     crate::planner::plan_user(&w.sim, &w.store, &w.caller, &w.stamp(), &request)
         .await

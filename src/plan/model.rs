@@ -73,6 +73,35 @@ impl fmt::Display for KeyStatus {
     }
 }
 
+/// Which command made a plan, and so which command may drive it.
+/// `self-rotate` resumes only its own plans; a plan written by `plan` is
+/// never taken over by it (its policy waits days where self-rotate waits
+/// seconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanKind {
+    /// Written by `plan`: the guide's rotation, with its waits.
+    #[default]
+    Plan,
+    /// Written by `self-rotate` for the caller's own key.
+    SelfRotate,
+}
+
+impl PlanKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanKind::Plan => "plan",
+            PlanKind::SelfRotate => "self_rotate",
+        }
+    }
+}
+
+impl fmt::Display for PlanKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `version: 1`, and nothing else: a plan written by a newer format is
 /// refused rather than half-understood.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -158,11 +187,20 @@ pub struct HistoryEntry {
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub version: PlanVersion,
+    /// The command that made the plan; absent in plans written before it
+    /// was recorded, which were all made by `plan`.
+    #[serde(default)]
+    pub kind: PlanKind,
     pub account: String,
     pub user: String,
     pub user_arn: String,
     /// Where the new secret goes, for example `file:/path.csv`.
     pub delivery: String,
+    /// For a `profile:` delivery: the shared credentials file it names,
+    /// pinned when planned so that a run in another environment writes
+    /// where the plan says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<std::path::PathBuf>,
     pub policy: Policy,
     pub old_key: OldKey,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,6 +23,11 @@ pub struct Policy {
     pub verify_period: HumanDuration,
     /// Whether the new key must have been used before the old one is retired.
     pub require_new_key_use: bool,
+    /// A quiet period under [`MIN_QUIET_PERIOD`] was accepted on purpose
+    /// (`--allow-short-quiet-period`); without this a plan holding one is
+    /// refused on load.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_short_quiet_period: bool,
 }
 
 impl Default for Policy {
@@ -32,6 +37,7 @@ impl Default for Policy {
             quiet_period: HumanDuration::from_days(3),
             verify_period: HumanDuration::from_days(7),
             require_new_key_use: true,
+            allow_short_quiet_period: false,
         }
     }
 }
@@ -70,9 +76,11 @@ impl PolicyOverrides {
             quiet_period: self.quiet_period.unwrap_or(base.quiet_period),
             verify_period: self.verify_period.unwrap_or(base.verify_period),
             require_new_key_use: self.require_new_key_use.unwrap_or(base.require_new_key_use),
+            allow_short_quiet_period: self
+                .allow_short_quiet_period
+                .unwrap_or(base.allow_short_quiet_period),
         };
-        if policy.quiet_period < MIN_QUIET_PERIOD && !self.allow_short_quiet_period.unwrap_or(false)
-        {
+        if policy.quiet_period < MIN_QUIET_PERIOD && !policy.allow_short_quiet_period {
             return Err(format!(
                 "quiet period {} is under the {} floor: AWS records a key's last use with a lag \
                  of up to four hours, so a shorter quiet period can deactivate a key that is still \

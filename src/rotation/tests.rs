@@ -110,6 +110,7 @@ impl World {
                 policy: &policy,
                 delivery: "file:/tmp/{user}.csv",
                 older_than: None,
+                kind: crate::plan::PlanKind::Plan,
             },
         )
         .await
