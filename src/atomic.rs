@@ -147,6 +147,10 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Opens (creating if needed) a lock file; its content is never read.
+///
+/// A symbolic link there is never followed (`O_NOFOLLOW`, failing with
+/// `ELOOP`): a lock must not become a way to create or open a file
+/// elsewhere.
 pub fn open_lock_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
@@ -154,6 +158,7 @@ pub fn open_lock_file(path: &Path) -> io::Result<File> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }
 

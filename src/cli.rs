@@ -97,6 +97,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// An AWS account id: exactly twelve digits.
+fn account_id(value: &str) -> Result<String, String> {
+    if value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(value.to_string())
+    } else {
+        Err("an AWS account id is exactly 12 digits, for example 123456789012".into())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
@@ -241,7 +250,7 @@ pub struct StatusArgs {
     pub users: Vec<String>,
 
     /// The account folder to read (default: the caller's account, from STS).
-    #[arg(long, value_name = "ACCOUNT_ID")]
+    #[arg(long, value_name = "ACCOUNT_ID", value_parser = account_id)]
     pub account: Option<String>,
 
     /// Every account folder under --plans-dir.
@@ -256,7 +265,7 @@ pub struct ShowArgs {
     pub user: String,
 
     /// The account folder to read (default: the caller's account, from STS).
-    #[arg(long, value_name = "ACCOUNT_ID")]
+    #[arg(long, value_name = "ACCOUNT_ID", value_parser = account_id)]
     pub account: Option<String>,
 }
 

@@ -13,6 +13,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(std::time::Duration);
 
+/// The longest span a plan or a flag may hold: ten years. Anything longer
+/// is a typo, and could overflow the arithmetic on timestamps.
+pub const MAX_DURATION: HumanDuration = HumanDuration::from_days(3650);
+
 impl HumanDuration {
     pub const fn from_secs(secs: u64) -> Self {
         HumanDuration(std::time::Duration::from_secs(secs))
@@ -64,6 +68,12 @@ impl FromStr for HumanDuration {
         let parsed = humantime::parse_duration(trimmed).map_err(|e| {
             format!("invalid duration {s:?}: {e}; write it like 7d, 36h, 90m or 0s")
         })?;
+        if parsed > MAX_DURATION.0 {
+            return Err(format!(
+                "invalid duration {s:?}: longer than {MAX_DURATION} (ten years), the longest \
+                 any wait may be"
+            ));
+        }
         if parsed.subsec_nanos() != 0 {
             return Err(format!(
                 "invalid duration {s:?}: use whole seconds (for example 30s, 15m, 4h, 7d)"
@@ -138,6 +148,9 @@ mod tests {
         assert!("".parse::<HumanDuration>().is_err());
         assert!("-3d".parse::<HumanDuration>().is_err());
         assert!("500ms".parse::<HumanDuration>().is_err());
+        assert!("100000000d".parse::<HumanDuration>().is_err());
+        assert!("3651d".parse::<HumanDuration>().is_err());
+        assert_eq!("3650d".parse::<HumanDuration>().unwrap(), MAX_DURATION);
     }
 
     #[test]

@@ -399,8 +399,7 @@ impl Engine<'_> {
 
     async fn create_key(&self, locked: &mut LockedPlan) -> Result<(), EngineError> {
         let plan = &locked.plan;
-        let destination = Destination::resolve(&plan.delivery, &plan.user, &plan.account)
-            .map_err(EngineError::DeliveryCheck)?;
+        let destination = Destination::of_plan(plan).map_err(EngineError::DeliveryCheck)?;
         self.deliver
             .check(&destination)
             .await
@@ -481,8 +480,7 @@ impl Engine<'_> {
         seen: &Observed,
     ) -> Result<bool, EngineError> {
         let plan = &locked.plan;
-        let Ok(destination) = Destination::resolve(&plan.delivery, &plan.user, &plan.account)
-        else {
+        let Ok(destination) = Destination::of_plan(plan) else {
             return Ok(false);
         };
         if self.deliver.held_key_id(&destination).await.as_deref() != Some(key_id) {

@@ -224,7 +224,7 @@ fn write_plan(
         user: user.to_string(),
         user_arn: user_info.arn.clone(),
         delivery: destination.to_string(),
-        credentials_file: None,
+        credentials_file: destination.credentials_file().map(Into::into),
         policy: request.policy.clone(),
         old_key: OldKey {
             id: old.id.clone(),

@@ -95,14 +95,24 @@ impl Context {
     }
 }
 
-/// A USER argument: a path to a plan file, or a user name whose plan lives
-/// in `account`'s folder.
+/// A USER argument is a path to a plan file when it holds a `/`
+/// (`./alice.yaml` for one in the current folder); anything else is a user
+/// name, even one ending in `.yaml` (IAM allows that). A name starting with
+/// `-` goes after `--`: `iam-rotate run -- -svc`.
 pub fn is_plan_path(arg: &str) -> bool {
-    arg.contains('/') || arg.ends_with(".yaml") || arg.ends_with(".yml")
+    arg.contains('/')
 }
 
 pub fn plan_path(store: &PlanStore, arg: &str, account: &str) -> anyhow::Result<PathBuf> {
     if is_plan_path(arg) {
+        if !arg.ends_with(".yaml") {
+            return Err(UsageError(format!(
+                "{arg:?} is a path (it holds a `/`) but does not end in .yaml, so it is not a \
+                 plan file; plan files are <plans-dir>/<account>/<user>.yaml. Give a user name \
+                 or the path of a plan"
+            ))
+            .into());
+        }
         return Ok(PathBuf::from(arg));
     }
     if !is_valid_user_name(arg) {
@@ -122,8 +132,31 @@ pub fn user_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The command's name for messages, and whether it only reads: the
+/// commands a replaced clock (`IAM_ROTATE_NOW`) cannot make cut a real wait
+/// short.
+fn command_kind(command: &Command) -> (&'static str, bool) {
+    match command {
+        Command::Plan(_) => ("plan", false),
+        Command::Run(args) => ("run", args.dry_run),
+        Command::Status(_) => ("status", true),
+        Command::Show(_) => ("show", true),
+        Command::Rollback(_) => ("rollback", false),
+        Command::Report(_) => ("report", true),
+        Command::Demo(_) => ("demo", true),
+        Command::SelfRotate(_) => ("self-rotate", false),
+    }
+}
+
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
     let clock = clock::from_env().map_err(UsageError)?;
+    if clock.note().is_some() {
+        let endpoint =
+            clock::iam_endpoint(cli.endpoint_url.as_deref(), |name| std::env::var(name).ok());
+        let (command, reads_only) = command_kind(&cli.command);
+        clock::check_fixed_clock_allowed(command, reads_only, endpoint.as_deref())
+            .map_err(UsageError)?;
+    }
     if let Some(note) = clock.note() {
         // Against real AWS this moves every wait: say so every time.
         crate::output::note(format!(

@@ -19,6 +19,10 @@ use crate::rotation::policy::{Policy, PolicyOverrides};
 pub async fn execute(context: &Context, args: PlanArgs) -> anyhow::Result<Status> {
     let policy = resolve_policy(&args)?;
     let delivery = args.deliver.as_deref().unwrap_or(DEFAULT_SPEC);
+    // A malformed spec is a usage error before anything is read or
+    // planned; the placeholders are filled with stand-ins for the check.
+    crate::deliver::Destination::resolve(delivery, "user", "123456789012")
+        .map_err(|e| UsageError(format!("--deliver: {e}")))?;
     let iam = context.iam().await;
     let caller = context.caller().await?;
     let stamp = Stamp {

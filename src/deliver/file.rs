@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use secrecy::ExposeSecret;
@@ -19,23 +19,75 @@ pub(super) fn check(destination: &Destination, path: &Path) -> Result<(), Delive
     if path.file_name().is_none() {
         return Err(fail("the path names a folder, not a file".into()));
     }
-    match fs::symlink_metadata(path) {
-        Ok(meta) if !meta.file_type().is_file() => {
-            return Err(fail(
-                "it exists and is not a regular file; choose another path".into(),
-            ))
-        }
-        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
-            return Err(fail(format!(
-                "the existing file has mode {:o}, readable by others; a secret is never \
-                 written there. Run `chmod 600 {}` or remove the file, then run again",
-                meta.permissions().mode() & 0o777,
-                path.display()
-            )))
-        }
-        _ => {}
+    if !path.is_absolute() {
+        return Err(fail(
+            "the path is relative, so where it lands would depend on the folder iam-rotate \
+             runs in; give an absolute path in `delivery:` (plan again, or edit the plan)"
+                .into(),
+        ));
     }
-    super::prove_writable(destination, parent(path))
+    let me = super::prove_writable(destination, parent(path))?;
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(fail(format!("cannot look at the file there ({e})"))),
+    };
+    if !meta.file_type().is_file() {
+        return Err(fail(
+            "it exists and is not a regular file; choose another path".into(),
+        ));
+    }
+    if meta.uid() != me {
+        return Err(fail(format!(
+            "the existing file belongs to another user (uid {}), so it was not written by \
+             this iam-rotate user and is never replaced; choose another path",
+            meta.uid()
+        )));
+    }
+    if !is_our_csv(path) {
+        return Err(fail(
+            "the existing file is not an access key CSV (its first line is not `Access key \
+             ID,Secret access key`), and a file iam-rotate did not write is never replaced. \
+             To put the key into a shared credentials file use `profile:NAME` instead; \
+             otherwise choose another path"
+                .into(),
+        ));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(fail(format!(
+            "the existing file has mode {:o}, readable by others; a secret is never \
+             written there. Run `chmod 600 {}` or remove the file, then run again",
+            meta.permissions().mode() & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Larger than any access key CSV: a bigger file is something else.
+const MAX_CSV_BYTES: u64 = 4096;
+
+/// Whether `path` is a CSV like the ones this destination writes: the
+/// console's header, then at most one row. Only the first few KiB are read.
+fn is_our_csv(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(file) = fs::File::open(path) else {
+        return false;
+    };
+    let mut bytes = Zeroizing::new(Vec::new());
+    if file
+        .take(MAX_CSV_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .is_err()
+        || bytes.len() as u64 > MAX_CSV_BYTES
+    {
+        return false;
+    }
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return false;
+    };
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    lines.next().map(|l| l.trim_end_matches('\r')) == Some(HEADER) && lines.nth(1).is_none()
 }
 
 pub(super) fn deliver(
@@ -160,12 +212,51 @@ mod tests {
     fn refuses_an_existing_file_others_can_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("open.csv");
-        fs::write(&path, "old").unwrap();
+        fs::write(&path, OLD_CSV).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = check(&Destination::File(path.clone()), &path)
             .unwrap_err()
             .to_string();
         assert!(err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn refuses_to_replace_a_file_it_did_not_write() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            (
+                "credentials",
+                "[default]\naws_access_key_id = AKIAOLDKEY0000000001\naws_secret_access_key = x\n",
+            ),
+            ("id_ed25519", "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n"),
+            (".netrc", "machine example.com login a password b\n"),
+            ("empty.csv", ""),
+            (
+                "longer.csv",
+                "Access key ID,Secret access key\nAKIA1,x\nAKIA2,y\n",
+            ),
+        ] {
+            let path = dir.path().join(name);
+            private_file(&path, text, 0o600);
+            let err = check(&Destination::File(path.clone()), &path)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("profile:NAME"), "{name}: {err}");
+            assert!(!err.contains("AKIAOLDKEY"), "{name}: {err}");
+            assert_eq!(fs::read_to_string(&path).unwrap(), text, "{name}");
+        }
+        let ours = dir.path().join("ours.csv");
+        private_file(&ours, OLD_CSV, 0o600);
+        check(&Destination::File(ours.clone()), &ours).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_relative_path() {
+        let path = Path::new("alice.csv");
+        let err = check(&Destination::File(path.into()), path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absolute path"), "{err}");
     }
 
     const OLD_CSV: &str = "Access key ID,Secret access key\nAKIAOLDKEY0000000001,old-test-value\n";

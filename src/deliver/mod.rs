@@ -29,8 +29,8 @@ use crate::iam::CreatedKey;
 pub enum Destination {
     /// A CSV like the console's download, mode 0600.
     File(PathBuf),
-    /// A profile in the shared credentials file.
-    Profile(String),
+    /// A profile in the shared credentials file `file`.
+    Profile { name: String, file: PathBuf },
     /// A Secrets Manager secret, by name or ARN.
     SecretsManager(String),
     /// An SSM SecureString parameter.
@@ -66,7 +66,7 @@ impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Destination::File(p) => write!(f, "file:{}", p.display()),
-            Destination::Profile(n) => write!(f, "profile:{n}"),
+            Destination::Profile { name, .. } => write!(f, "profile:{name}"),
             Destination::SecretsManager(n) => write!(f, "secretsmanager:{n}"),
             Destination::Ssm(n) => write!(f, "ssm:{n}"),
             Destination::Stdout => f.write_str("stdout"),
@@ -75,51 +75,145 @@ impl std::fmt::Display for Destination {
 }
 
 impl Destination {
-    /// Fills `{user}` and `{account}`, expands a leading `~/`, and parses.
+    /// A spec as `plan` pins it: fills `{user}` and `{account}`, expands a
+    /// leading `~/`, makes a relative `file:` path absolute (against the
+    /// current folder) and refuses `$VAR` and `~user`, which would mean
+    /// something else in another environment. A `profile:` names the shared
+    /// credentials file this environment uses, which the plan records.
     pub fn resolve(spec: &str, user: &str, account: &str) -> Result<Destination, DeliverError> {
-        let filled = spec.replace("{user}", user).replace("{account}", account);
-        let invalid = |message: &str| DeliverError::Invalid {
-            spec: spec.to_string(),
-            message: message.to_string(),
-        };
-        if filled.contains('{') || filled.contains('}') {
-            return Err(invalid(
-                "only the placeholders {user} and {account} are known",
-            ));
+        parse(spec, user, account, Pinning::AtPlanTime)
+    }
+
+    /// The destination a plan names, exactly as pinned: a `file:` path must
+    /// be absolute, and a `profile:` is written in the plan's
+    /// `credentials_file` (or, for a plan written before that was recorded,
+    /// this environment's). A run from another folder or with another
+    /// environment writes where the plan says, or refuses.
+    pub fn of_plan(plan: &crate::plan::Plan) -> Result<Destination, DeliverError> {
+        let mut destination = parse(&plan.delivery, &plan.user, &plan.account, Pinning::FromPlan)?;
+        if let (Destination::Profile { file, .. }, Some(pinned)) =
+            (&mut destination, &plan.credentials_file)
+        {
+            *file = pinned.clone();
         }
-        let (kind, rest) = match filled.split_once(':') {
-            Some((kind, rest)) => (kind, rest),
-            None if filled == "stdout" => return Ok(Destination::Stdout),
-            None => (filled.as_str(), ""),
-        };
-        if rest.is_empty() {
-            return Err(invalid(
-                "write it as file:PATH, profile:NAME, secretsmanager:NAME_OR_ARN, \
-                 ssm:/PARAMETER/NAME or stdout",
-            ));
-        }
-        match kind {
-            "file" => Ok(Destination::File(expand_home(rest)?)),
-            "profile" => {
-                if !is_profile_name(rest) {
-                    return Err(invalid(
-                        "a profile name is made of letters, digits and _ - / . % @ : + only \
-                         (the AWS SDKs ignore any other)",
-                    ));
-                }
-                Ok(Destination::Profile(rest.to_string()))
-            }
-            "secretsmanager" => Ok(Destination::SecretsManager(rest.to_string())),
-            "ssm" => {
-                ssm::validate_name(rest).map_err(|m| invalid(&m))?;
-                Ok(Destination::Ssm(rest.to_string()))
-            }
-            _ => Err(invalid(
-                "unknown kind; use file:PATH, profile:NAME, secretsmanager:NAME_OR_ARN, \
-                 ssm:/PARAMETER/NAME or stdout",
-            )),
+        Ok(destination)
+    }
+
+    /// The shared credentials file of a `profile:` destination.
+    pub fn credentials_file(&self) -> Option<&std::path::Path> {
+        match self {
+            Destination::Profile { file, .. } => Some(file),
+            _ => None,
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pinning {
+    /// `plan`: expand and make absolute.
+    AtPlanTime,
+    /// A plan's `delivery:`: take it as written, or refuse.
+    FromPlan,
+}
+
+fn parse(
+    spec: &str,
+    user: &str,
+    account: &str,
+    pinning: Pinning,
+) -> Result<Destination, DeliverError> {
+    let filled = spec.replace("{user}", user).replace("{account}", account);
+    let invalid = |message: &str| DeliverError::Invalid {
+        spec: spec.to_string(),
+        message: message.to_string(),
+    };
+    if filled.contains('{') || filled.contains('}') {
+        return Err(invalid(
+            "only the placeholders {user} and {account} are known",
+        ));
+    }
+    let (kind, rest) = match filled.split_once(':') {
+        Some((kind, rest)) => (kind, rest),
+        None if filled == "stdout" => return Ok(Destination::Stdout),
+        None => (filled.as_str(), ""),
+    };
+    if rest.is_empty() {
+        return Err(invalid(
+            "write it as file:PATH, profile:NAME, secretsmanager:NAME_OR_ARN, \
+             ssm:/PARAMETER/NAME or stdout",
+        ));
+    }
+    match kind {
+        "file" => Ok(Destination::File(
+            file_path(rest, pinning).map_err(|m| invalid(&m))?,
+        )),
+        "profile" => {
+            if !is_profile_name(rest) {
+                return Err(invalid(
+                    "a profile name is made of letters, digits and _ - / . % @ : + only \
+                     (the AWS SDKs ignore any other)",
+                ));
+            }
+            let file = profile::credentials_path()
+                .and_then(|path| absolute(&path))
+                .map_err(|m| invalid(&m))?;
+            Ok(Destination::Profile {
+                name: rest.to_string(),
+                file,
+            })
+        }
+        "secretsmanager" => Ok(Destination::SecretsManager(rest.to_string())),
+        "ssm" => {
+            ssm::validate_name(rest).map_err(|m| invalid(&m))?;
+            Ok(Destination::Ssm(rest.to_string()))
+        }
+        _ => Err(invalid(
+            "unknown kind; use file:PATH, profile:NAME, secretsmanager:NAME_OR_ARN, \
+             ssm:/PARAMETER/NAME or stdout",
+        )),
+    }
+}
+
+/// A `file:` path, pinned: see [`Destination::resolve`].
+fn file_path(path: &str, pinning: Pinning) -> Result<PathBuf, String> {
+    if path.contains('$') {
+        return Err(
+            "`$` would be read as an environment variable by a shell but not by iam-rotate; \
+             write the path out in full"
+                .into(),
+        );
+    }
+    if pinning == Pinning::FromPlan {
+        let path = PathBuf::from(path);
+        if !path.is_absolute() {
+            return Err(
+                "a plan's file: destination must be an absolute path (`plan` pins it so), \
+                 or the secret would land in whatever folder iam-rotate runs in; write the \
+                 full path in `delivery:`"
+                    .into(),
+            );
+        }
+        return Ok(path);
+    }
+    if path.starts_with('~') && !path.starts_with("~/") {
+        return Err(
+            "`~user` paths are not expanded; write the path out in full (plain `~/` is \
+             expanded to your home folder)"
+                .into(),
+        );
+    }
+    absolute(&expand_home(path)?)
+}
+
+/// `path` made absolute against the current folder, `.` and `..` resolved
+/// as written (symbolic links are left alone).
+fn absolute(path: &std::path::Path) -> Result<PathBuf, String> {
+    std::path::absolute(path).map_err(|e| {
+        format!(
+            "cannot make {} an absolute path ({e}); give an absolute path",
+            path.display()
+        )
+    })
 }
 
 /// A profile name the AWS SDKs accept in the credentials file.
@@ -130,13 +224,12 @@ pub fn is_profile_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_-/.%@:+".contains(c))
 }
 
-fn expand_home(path: &str) -> Result<PathBuf, DeliverError> {
+fn expand_home(path: &str) -> Result<PathBuf, String> {
     match path.strip_prefix("~/") {
         Some(rest) => {
-            let home = std::env::var_os("HOME").ok_or_else(|| DeliverError::Invalid {
-                spec: path.to_string(),
-                message: "HOME is not set, so ~ cannot be expanded; give an absolute path".into(),
-            })?;
+            let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).ok_or(
+                "HOME is not set, so ~ cannot be expanded; give an absolute path".to_string(),
+            )?;
             Ok(PathBuf::from(home).join(rest))
         }
         None => Ok(PathBuf::from(path)),
@@ -170,15 +263,21 @@ pub trait Deliver: Send + Sync {
 }
 
 /// Creates `dir` (private) if needed and proves it takes a new file,
-/// before any key exists.
-fn prove_writable(destination: &Destination, dir: &std::path::Path) -> Result<(), DeliverError> {
+/// before any key exists. Returns the owner of that new file: the user
+/// this process writes as.
+fn prove_writable(destination: &Destination, dir: &std::path::Path) -> Result<u32, DeliverError> {
+    use std::os::unix::fs::MetadataExt;
     let fail = |message: String| DeliverError::failed(destination, message);
     crate::atomic::create_private_dir(dir)
         .map_err(|e| fail(format!("cannot create folder {}: {e}", dir.display())))?;
-    tempfile::Builder::new()
+    let probe = tempfile::Builder::new()
         .prefix(".iam-rotate-probe")
         .tempfile_in(dir)
-        .map(drop)
+        .map_err(|e| fail(format!("cannot write in {}: {e}", dir.display())))?;
+    probe
+        .as_file()
+        .metadata()
+        .map(|m| m.uid())
         .map_err(|e| fail(format!("cannot write in {}: {e}", dir.display())))
 }
 
@@ -304,18 +403,13 @@ impl Deliverer {
     }
 }
 
-fn credentials_path(destination: &Destination) -> Result<PathBuf, DeliverError> {
-    profile::credentials_path().map_err(|m| DeliverError::failed(destination, m))
-}
-
 #[async_trait]
 impl Deliver for Deliverer {
     async fn held_key_id(&self, destination: &Destination) -> Option<String> {
         match destination {
             Destination::File(path) => file::held_key_id(path),
-            Destination::Profile(name) => {
-                let path = profile::credentials_path().ok()?;
-                let text = profile::read_file(&path).ok()??;
+            Destination::Profile { name, file } => {
+                let text = profile::read_file(file).ok()??;
                 profile::read_key(&text, name).ok()??.key_id
             }
             _ => None,
@@ -325,9 +419,7 @@ impl Deliver for Deliverer {
     async fn check(&self, destination: &Destination) -> Result<(), DeliverError> {
         match destination {
             Destination::File(path) => file::check(destination, path),
-            Destination::Profile(name) => {
-                profile::check(destination, &credentials_path(destination)?, name)
-            }
+            Destination::Profile { name, file } => profile::check(destination, file, name),
             Destination::SecretsManager(id) => {
                 let client = secretsmanager::client(self.aws(destination)?, id);
                 secretsmanager::check(&client, destination, id).await
@@ -355,10 +447,9 @@ impl Deliver for Deliverer {
                 file::check(destination, path)?;
                 file::deliver(destination, path, key)
             }
-            Destination::Profile(name) => {
-                let path = credentials_path(destination)?;
-                profile::check(destination, &path, name)?;
-                profile::deliver(destination, &path, name, key)
+            Destination::Profile { name, file } => {
+                profile::check(destination, file, name)?;
+                profile::deliver(destination, file, name, key)
             }
             Destination::SecretsManager(id) => {
                 let client = secretsmanager::client(self.aws(destination)?, id);
@@ -428,8 +519,10 @@ mod tests {
     #[test]
     fn placeholders_fill_profiles_and_parameters() {
         assert_eq!(
-            Destination::resolve("profile:{user}-{account}", "alice", "123456789012").unwrap(),
-            Destination::Profile("alice-123456789012".into())
+            Destination::resolve("profile:{user}-{account}", "alice", "123456789012")
+                .unwrap()
+                .to_string(),
+            "profile:alice-123456789012"
         );
         assert_eq!(
             Destination::resolve("ssm:/iam/{account}/{user}", "alice", "123456789012").unwrap(),
@@ -440,6 +533,56 @@ mod tests {
                 .unwrap()
                 .to_string(),
             "secretsmanager:alice"
+        );
+    }
+
+    #[test]
+    fn file_paths_are_pinned_when_planned() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            Destination::resolve("file:keys/{user}.csv", "alice", "1").unwrap(),
+            Destination::File(cwd.join("keys/alice.csv"))
+        );
+        assert_eq!(
+            Destination::resolve("file:./a/{user}.csv", "bob", "1").unwrap(),
+            Destination::File(cwd.join("a/bob.csv"))
+        );
+        for spec in ["file:$HOME/a.csv", "file:~root/a.csv", "file:/x/$USER.csv"] {
+            let err = Destination::resolve(spec, "a", "1")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("write the path out in full"), "{spec}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_plan_s_file_path_must_be_absolute() {
+        let plan = |delivery: &str| {
+            let mut plan: crate::plan::Plan = serde_yaml::from_str(
+                "version: 1\naccount: '123456789012'\nuser: alice\n\
+                 user_arn: arn:aws:iam::123456789012:user/alice\ndelivery: stdout\n\
+                 policy: {adoption_wait: 7d, quiet_period: 3d, verify_period: 7d, \
+                 require_new_key_use: true}\n\
+                 old_key: {id: AKIAIOSFODNN7EXAMPLE, created_at: 2025-06-02T08:14:51Z, \
+                 status: Active}\nphase: create_second_key\nphase_since: 2026-11-26T09:00:04Z\n",
+            )
+            .unwrap();
+            plan.delivery = delivery.to_string();
+            plan
+        };
+        let err = Destination::of_plan(&plan("file:alice.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absolute path"), "{err}");
+        assert_eq!(
+            Destination::of_plan(&plan("file:/k/{user}.csv")).unwrap(),
+            Destination::File("/k/alice.csv".into())
+        );
+        let mut pinned = plan("profile:ci");
+        pinned.credentials_file = Some("/elsewhere/credentials".into());
+        assert_eq!(
+            Destination::of_plan(&pinned).unwrap().credentials_file(),
+            Some(std::path::Path::new("/elsewhere/credentials"))
         );
     }
 

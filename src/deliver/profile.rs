@@ -542,7 +542,7 @@ pub(super) fn check(
             path.display()
         ))
     })?;
-    super::prove_writable(destination, super::file::parent(&path))
+    super::prove_writable(destination, super::file::parent(&path)).map(drop)
 }
 
 pub(super) fn deliver(
@@ -909,7 +909,10 @@ aws_secret_access_key = otherSecret
     fn delivery_creates_a_private_file_in_a_private_folder() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("aws/credentials");
-        let dest = Destination::Profile("ci".into());
+        let dest = Destination::Profile {
+            name: "ci".into(),
+            file: "/unused".into(),
+        };
         check(&dest, &path, "ci").unwrap();
         deliver(&dest, &path, "ci", &created()).unwrap();
         let meta = fs::metadata(&path).unwrap();
@@ -938,7 +941,10 @@ aws_secret_access_key = otherSecret
         fs::set_permissions(&real, fs::Permissions::from_mode(0o600)).unwrap();
         let link = dir.path().join("credentials");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        let dest = Destination::Profile("ci".into());
+        let dest = Destination::Profile {
+            name: "ci".into(),
+            file: "/unused".into(),
+        };
         check(&dest, &link, "ci").unwrap();
         deliver(&dest, &link, "ci", &created()).unwrap();
         assert!(fs::symlink_metadata(&link)
@@ -959,9 +965,16 @@ aws_secret_access_key = otherSecret
         let text = "[ci]\naws_access_key_id = A\naws_secret_access_key = B\n";
         fs::write(&path, text).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let err = check(&Destination::Profile("ci".into()), &path, "ci")
-            .unwrap_err()
-            .to_string();
+        let err = check(
+            &Destination::Profile {
+                name: "ci".into(),
+                file: "/unused".into(),
+            },
+            &path,
+            "ci",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("chmod 600"), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), text);
     }
@@ -973,7 +986,10 @@ aws_secret_access_key = otherSecret
         let text = "[ci]\nnot a property\n";
         fs::write(&path, text).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        let dest = Destination::Profile("ci".into());
+        let dest = Destination::Profile {
+            name: "ci".into(),
+            file: "/unused".into(),
+        };
         let err = check(&dest, &path, "ci").unwrap_err().to_string();
         assert!(err.contains("credentials, line 2: expected"), "{err}");
         assert_eq!(fs::read_to_string(&path).unwrap(), text);

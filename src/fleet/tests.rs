@@ -497,7 +497,7 @@ async fn a_zero_wait_plan_still_runs_to_done_in_one_run_on_a_moving_clock() {
     let w = World::new().await;
     w.user("alice", Duration::days(200));
     let policy: Policy = serde_yaml::from_str(
-        "adoption_wait: 0s\nquiet_period: 0s\nverify_period: 0s\nrequire_new_key_use: false\n",
+        "adoption_wait: 0s\nquiet_period: 0s\nverify_period: 0s\nrequire_new_key_use: false\nallow_short_quiet_period: true\n",
     )
     .unwrap();
     let mut request = crate::planner::PlanRequest {
@@ -579,7 +579,7 @@ async fn a_whole_rotation_in_one_run_takes_nine_calls() {
     let w = World::new().await;
     let old = w.user("alice", Duration::days(200));
     let policy: Policy = serde_yaml::from_str(
-        "adoption_wait: 0s\nquiet_period: 0s\nverify_period: 0s\nrequire_new_key_use: false\n",
+        "adoption_wait: 0s\nquiet_period: 0s\nverify_period: 0s\nrequire_new_key_use: false\nallow_short_quiet_period: true\n",
     )
     .unwrap();
     let request = crate::planner::PlanRequest {

@@ -139,9 +139,10 @@ impl PlanStore {
         Ok(plans)
     }
 
-    /// Reads and parses one plan.
+    /// Reads, parses and validates one plan. A file over [`MAX_PLAN_BYTES`]
+    /// is refused unread.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
-        let text = fs::read_to_string(path).map_err(|e| {
+        let file = File::open(path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 PlanError::NotFound {
                     path: path.display().to_string(),
@@ -154,19 +155,44 @@ impl PlanStore {
                 PlanError::io("read", path, e)
             }
         })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| PlanError::io("read", path, e))?;
+        if !meta.is_file() {
+            return Err(PlanError::Invalid {
+                path: path.display().to_string(),
+                message: "it is not a regular file, so it is not a plan".into(),
+            });
+        }
+        if meta.len() > MAX_PLAN_BYTES {
+            return Err(too_big(path));
+        }
+        let mut text = String::new();
+        io::Read::read_to_string(&mut io::Read::take(file, MAX_PLAN_BYTES + 1), &mut text)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::InvalidData {
+                    PlanError::Invalid {
+                        path: path.display().to_string(),
+                        message: "it is not UTF-8 text, so it is not a plan".into(),
+                    }
+                } else {
+                    PlanError::io("read", path, e)
+                }
+            })?;
+        if text.len() as u64 > MAX_PLAN_BYTES {
+            return Err(too_big(path));
+        }
         parse(&text, path)
     }
 
-    /// Takes the plan's lock and loads it. `Ok(None)`: another process holds
-    /// the lock; nothing was read.
+    /// Loads the plan, then takes its lock and loads it again under the
+    /// lock. `Ok(None)`: another process holds the lock. Nothing is locked,
+    /// and no lock file is made, for a file that is not a valid plan; the
+    /// lock file is never opened through a symbolic link.
     pub fn lock(path: &Path) -> Result<Option<LockedPlan>, PlanError> {
-        if !path.is_file() {
-            // Say "no plan", not "cannot open the lock file".
-            Self::load(path)?;
-        }
+        Self::load(path)?;
         let lock_path = lock_path(path);
-        let lock = atomic::open_lock_file(&lock_path)
-            .map_err(|e| PlanError::io("open the lock file", &lock_path, e))?;
+        let lock = atomic::open_lock_file(&lock_path).map_err(|e| lock_error(&lock_path, e))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Ok(None),
@@ -190,8 +216,7 @@ impl PlanStore {
                 .map_err(|e| PlanError::io("create the plans folder", dir, e))?;
         }
         let lock_path = lock_path(path);
-        let lock = atomic::open_lock_file(&lock_path)
-            .map_err(|e| PlanError::io("open the lock file", &lock_path, e))?;
+        let lock = atomic::open_lock_file(&lock_path).map_err(|e| lock_error(&lock_path, e))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Ok(None),
@@ -253,6 +278,34 @@ impl PlanStore {
 
 const STALE_TEMP_SECS: u64 = 3600;
 
+/// No plan comes near this (observations are capped); a bigger file is
+/// something else, and is refused without being read.
+pub const MAX_PLAN_BYTES: u64 = 1024 * 1024;
+
+fn too_big(path: &Path) -> PlanError {
+    PlanError::Invalid {
+        path: path.display().to_string(),
+        message: format!(
+            "it is larger than {} KiB, which no plan is; it was not read",
+            MAX_PLAN_BYTES / 1024
+        ),
+    }
+}
+
+/// A lock file that is a symbolic link is refused (O_NOFOLLOW): the lock
+/// is never a way to create or touch a file elsewhere.
+fn lock_error(lock_path: &Path, e: io::Error) -> PlanError {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return PlanError::Invalid {
+            path: lock_path.display().to_string(),
+            message: "the lock file is a symbolic link; iam-rotate never follows one there. \
+                      Remove it (it holds nothing)"
+                .into(),
+        };
+    }
+    PlanError::io("open the lock file", lock_path, e)
+}
+
 /// `plans/123/alice.yaml` → `plans/123/.alice.yaml.lock`.
 pub fn lock_path(plan_path: &Path) -> PathBuf {
     let name = plan_path
@@ -262,13 +315,28 @@ pub fn lock_path(plan_path: &Path) -> PathBuf {
     plan_path.with_file_name(format!(".{name}.lock"))
 }
 
-/// Parses plan text, naming the file, line and column of any problem.
+/// Parses plan text, naming the file, line and column of any problem, then
+/// validates it ([`validate`]). Error messages never quote the file's
+/// values: the file may not be a plan at all, and may hold secrets.
 pub fn parse(text: &str, path: &Path) -> Result<Plan, PlanError> {
+    let invalid = |message: String| PlanError::Invalid {
+        path: path.display().to_string(),
+        message,
+    };
     if text.trim().is_empty() {
-        return Err(PlanError::Invalid {
+        return Err(invalid(
+            "the file is empty; a plan is a YAML mapping starting with `version: 1`".into(),
+        ));
+    }
+    if let Some((line, column, what)) = anchor_or_alias(text) {
+        return Err(PlanError::Parse {
             path: path.display().to_string(),
-            message: "the file is empty; a plan is a YAML mapping starting with `version: 1`"
-                .into(),
+            line,
+            column,
+            message: format!(
+                "a YAML {what}; plans never use anchors or aliases (`&name`, `*name`), which \
+                 can make one small file expand without bound. Write the values out"
+            ),
         });
     }
     let plan: Plan = serde_yaml::from_str(text).map_err(|e| {
@@ -280,31 +348,191 @@ pub fn parse(text: &str, path: &Path) -> Result<Plan, PlanError> {
             message,
         }
     })?;
-    let invalid = |message: String| PlanError::Invalid {
-        path: path.display().to_string(),
-        message,
-    };
-    if !is_valid_user_name(&plan.user) {
-        return Err(invalid(format!(
-            "`user: {}` is not a valid IAM user name",
-            plan.user
-        )));
-    }
-    if plan.account.len() != 12 || !plan.account.chars().all(|c| c.is_ascii_digit()) {
-        return Err(invalid(format!(
-            "`account: {}` is not a 12-digit AWS account id",
-            plan.account
-        )));
-    }
-    if plan.phase == super::Phase::Blocked && plan.blocked_in.is_none() {
-        return Err(invalid(
-            "the plan is `blocked` but names no `blocked_in` phase".into(),
-        ));
-    }
+    validate(&plan, path).map_err(invalid)?;
     Ok(plan)
 }
 
-/// A YAML error's line, column (1-based) and message without the position.
+/// The first YAML anchor or alias in `text`, as (line, column, what), from
+/// the YAML parser's own events. Text without `&` or `*` has none, and is
+/// not parsed twice.
+fn anchor_or_alias(text: &str) -> Option<(usize, usize, &'static str)> {
+    use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+    use yaml_rust2::scanner::Marker;
+
+    if !text.contains(['&', '*']) {
+        return None;
+    }
+    #[derive(Default)]
+    struct Finder(Option<(usize, usize, &'static str)>);
+    impl MarkedEventReceiver for Finder {
+        fn on_event(&mut self, event: Event, mark: Marker) {
+            if self.0.is_some() {
+                return;
+            }
+            let what = match event {
+                Event::Alias(_) => "alias",
+                Event::Scalar(_, _, anchor, _)
+                | Event::SequenceStart(anchor, _)
+                | Event::MappingStart(anchor, _)
+                    if anchor != 0 =>
+                {
+                    "anchor"
+                }
+                _ => return,
+            };
+            self.0 = Some((mark.line(), mark.col() + 1, what));
+        }
+    }
+    let mut finder = Finder::default();
+    // A syntax error is left to serde_yaml, which reports it with its place.
+    let _ = Parser::new_from_str(text).load(&mut finder, true);
+    finder.0
+}
+
+/// The checks a plan must pass before anything acts on it: a plan that
+/// contradicts itself (edited by hand, or damaged) is refused before any
+/// request, with the field and the fix.
+pub fn validate(plan: &Plan, path: &Path) -> Result<(), String> {
+    use super::model::KeyStatus;
+    use super::Phase;
+    const FIX: &str = "restore the plan from version control";
+
+    if !is_valid_user_name(&plan.user) {
+        return Err(format!(
+            "`user: {}` is not a valid IAM user name",
+            plan.user
+        ));
+    }
+    if plan.account.len() != 12 || !plan.account.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "`account: {}` is not a 12-digit AWS account id",
+            plan.account
+        ));
+    }
+    let file_user = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    if file_user.as_deref() != Some(plan.user.as_str()) {
+        return Err(format!(
+            "`user: {}` does not match the file name: the plan for {} lives in {}.yaml. \
+             Rename the file, or {FIX}",
+            plan.user, plan.user, plan.user
+        ));
+    }
+    let folder = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|s| s.to_string_lossy().into_owned());
+    if folder.as_deref() != Some(plan.account.as_str()) {
+        return Err(format!(
+            "`account: {}` does not match the folder the plan is in ({}): plans live in \
+             <plans-dir>/<account>/<user>.yaml. Move the file into the folder {}, or {FIX}",
+            plan.account,
+            folder.as_deref().unwrap_or("none"),
+            plan.account
+        ));
+    }
+    if !arn_names(&plan.user_arn, &plan.account, &plan.user) {
+        return Err(format!(
+            "`user_arn: {}` is not the ARN of user {} in account {} \
+             (arn:aws:iam::{}:user/…/{}); {FIX}",
+            plan.user_arn, plan.user, plan.account, plan.account, plan.user
+        ));
+    }
+    let policy = &plan.policy;
+    for (field, value) in [
+        ("adoption_wait", policy.adoption_wait),
+        ("quiet_period", policy.quiet_period),
+        ("verify_period", policy.verify_period),
+    ] {
+        if value > crate::duration::MAX_DURATION {
+            return Err(format!(
+                "`policy.{field}: {value}` is longer than {}, the longest a plan may wait; \
+                 set it to a real duration such as 7d",
+                crate::duration::MAX_DURATION
+            ));
+        }
+    }
+    let floor = crate::rotation::policy::MIN_QUIET_PERIOD;
+    if policy.quiet_period < floor && !policy.allow_short_quiet_period {
+        return Err(format!(
+            "`policy.quiet_period: {}` is under the {floor} floor (AWS records last use with \
+             a lag of up to four hours). Set it to {floor} or more, or add \
+             `allow_short_quiet_period: true` to the policy if you accept that risk",
+            policy.quiet_period
+        ));
+    }
+    if plan.phase == Phase::Blocked {
+        match plan.blocked_in {
+            None => {
+                return Err("the plan is `blocked` but names no `blocked_in` phase".into());
+            }
+            Some(Phase::Blocked | Phase::Done | Phase::RolledBack) => {
+                return Err(format!(
+                    "`blocked_in: {}` is not a phase a plan can be blocked in; {FIX}",
+                    plan.effective_phase()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let phase = plan.effective_phase();
+    let needs_new_key = matches!(
+        phase,
+        Phase::WaitForAdoption
+            | Phase::CheckLastUsed
+            | Phase::SetInactive
+            | Phase::Verify
+            | Phase::Delete
+            | Phase::Done
+    );
+    match (&plan.new_key, needs_new_key) {
+        (None, true) => {
+            return Err(format!(
+                "the plan is in {phase} but records no `new_key`: that phase comes after the \
+                 new key was created, and going on would retire the user's only key. {FIX}, \
+                 or set `phase: create_second_key`"
+            ));
+        }
+        (Some(_), false) if phase == Phase::CreateSecondKey => {
+            return Err(format!(
+                "the plan is in {phase} but already records a `new_key`; {FIX}"
+            ));
+        }
+        (Some(new_key), _) if new_key.id == plan.old_key.id => {
+            return Err(format!("`new_key.id` is the old key's id; {FIX}"));
+        }
+        _ => {}
+    }
+    let expected = match phase {
+        Phase::Verify | Phase::Delete | Phase::Done => KeyStatus::Inactive,
+        _ => KeyStatus::Active,
+    };
+    if plan.old_key.status != expected {
+        return Err(format!(
+            "`old_key.status: {}` does not fit phase {phase}, where the old key is {expected}; \
+             {FIX}",
+            plan.old_key.status
+        ));
+    }
+    Ok(())
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:user/PATH/USER`.
+fn arn_names(arn: &str, account: &str, user: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [prefix, partition, service, region, arn_account, resource] = parts[..] else {
+        return false;
+    };
+    prefix == "arn"
+        && partition.starts_with("aws")
+        && service == "iam"
+        && region.is_empty()
+        && arn_account == account
+        && resource.starts_with("user/")
+        && resource.rsplit('/').next() == Some(user)
+}
+
+/// A YAML error's line, column (1-based) and message without the position
+/// and without any value quoted from the file (see [`without_values`]).
 pub fn located(error: &serde_yaml::Error) -> (usize, usize, String) {
     let (line, column) = error
         .location()
@@ -314,7 +542,46 @@ pub fn located(error: &serde_yaml::Error) -> (usize, usize, String) {
     if let Some(cut) = message.find(" at line ") {
         message.truncate(cut);
     }
-    (line, column, message)
+    (line, column, without_values(&message))
+}
+
+/// A parser message with the file's own values cut out: serde quotes the
+/// offending value (`unknown variant \`x\``, `invalid type: string "x"`),
+/// and the file may be anything, even a secret. What it expected (our own
+/// field and phase names) and the field's path stay.
+pub fn without_values(message: &str) -> String {
+    const HIDDEN: &str = "(value not shown)";
+    let (before, after) = match message.find("expected") {
+        Some(at) if !message.starts_with("did not find expected") => message.split_at(at),
+        _ => (message, ""),
+    };
+    // A field's name is what the operator must fix; unknown fields are
+    // named too (a typo of a known one, most often).
+    let keep_names = ["missing field", "duplicate field", "unknown field"]
+        .iter()
+        .any(|m| before.contains(m));
+    let mut out = String::with_capacity(message.len());
+    let mut chars = before.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' | '"' if !keep_names => {
+                let mut closed = false;
+                for inner in chars.by_ref() {
+                    if inner == c {
+                        closed = true;
+                        break;
+                    }
+                }
+                out.push_str(HIDDEN);
+                if !closed {
+                    break;
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out.push_str(after);
+    crate::deliver::scrub_secret_shaped(&out)
 }
 
 /// A plan whose lock this process holds. Dropping it releases the lock.
@@ -387,7 +654,131 @@ history: []
         let bad = EXAMPLE.replace("phase: wait_for_adoption", "phase: sideways");
         let err = parse(&bad, path()).unwrap_err().to_string();
         assert!(err.contains("alice.yaml, line 18, column 8"), "{err}");
-        assert!(err.contains("sideways"), "{err}");
+        assert!(err.contains("phase"), "{err}");
+        assert!(
+            !err.contains("sideways"),
+            "the value is never echoed: {err}"
+        );
+    }
+
+    #[test]
+    fn errors_never_quote_the_file_s_values() {
+        for (from, to, hidden) in [
+            (
+                "quiet_period: 3d",
+                "quiet_period: wJalrXUtnFEMI/K7MDENG",
+                "wJalrXUtnFEMI",
+            ),
+            (
+                "require_new_key_use: true",
+                "require_new_key_use: hunter2",
+                "hunter2",
+            ),
+            ("version: 1", "version: 'x-secret-x'", "x-secret-x"),
+            ("id: AKIAIOSFODNN7EXAMPLE", "id: [s3cr3t]", "s3cr3t"),
+        ] {
+            let bad = EXAMPLE.replace(from, to);
+            let err = parse(&bad, path()).unwrap_err().to_string();
+            assert!(!err.contains(hidden), "{err}");
+            assert!(err.contains("line "), "{err}");
+        }
+        let netrc = "machine example.com login alice password hunter2\n";
+        let err = parse(netrc, path()).unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        let typo = EXAMPLE.replace("phase_since:", "phase_snice:");
+        let err = parse(&typo, path()).unwrap_err().to_string();
+        assert!(
+            err.contains("phase_snice"),
+            "a mistyped field is named: {err}"
+        );
+    }
+
+    #[test]
+    fn anchors_and_aliases_are_refused_with_their_place() {
+        let anchored = EXAMPLE.replace("require_new_key_use: true", "require_new_key_use: &t true");
+        let err = parse(&anchored, path()).unwrap_err().to_string();
+        assert!(err.contains("line 10,") && err.contains("anchor"), "{err}");
+        let aliased = EXAMPLE.replace("policy:\n", "policy: &p\n") + "again: *p\n";
+        let err = parse(&aliased, path()).unwrap_err().to_string();
+        assert!(err.contains("anchor"), "{err}");
+        // `&` and `*` inside values are not anchors.
+        let plain = EXAMPLE.replace("file:/tmp/alice.csv", "'file:/tmp/a&b*c.csv'");
+        parse(&plain, path()).unwrap();
+    }
+
+    #[test]
+    fn a_plan_that_contradicts_itself_is_refused() {
+        let without_new_key = EXAMPLE.replace(
+            "new_key:\n  id: AKIAI44QH8DHBEXAMPLE\n  created_at: 2026-11-26T09:00:03Z\n",
+            "",
+        );
+        for (bad, field) in [
+            (without_new_key.clone(), "new_key"),
+            (
+                without_new_key.replace("phase: wait_for_adoption", "phase: delete"),
+                "new_key",
+            ),
+            (
+                EXAMPLE.replace("status: Active", "status: Inactive"),
+                "old_key.status",
+            ),
+            (
+                EXAMPLE
+                    .replace("phase: wait_for_adoption", "phase: verify")
+                    .replace("status: Active", "status: Active"),
+                "old_key.status",
+            ),
+            (EXAMPLE.replace("user: alice", "user: bob"), "file name"),
+            (EXAMPLE.replace(":user/alice", ":user/bob"), "user_arn"),
+            (
+                EXAMPLE.replace("iam::123456789012", "iam::999988887777"),
+                "user_arn",
+            ),
+            (
+                EXAMPLE.replace("quiet_period: 3d", "quiet_period: 1h"),
+                "allow_short_quiet_period",
+            ),
+        ] {
+            let err = parse(&bad, path()).unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
+        let allowed = EXAMPLE.replace(
+            "quiet_period: 3d",
+            "quiet_period: 1h\n  allow_short_quiet_period: true",
+        );
+        parse(&allowed, path()).unwrap();
+        let elsewhere = Path::new("plans/999988887777/alice.yaml");
+        let err = parse(EXAMPLE, elsewhere).unwrap_err().to_string();
+        assert!(err.contains("folder"), "{err}");
+    }
+
+    #[test]
+    fn files_over_a_mebibyte_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("123456789012").join("alice.yaml");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let big = format!("{EXAMPLE}# {}\n", "x".repeat(MAX_PLAN_BYTES as usize));
+        fs::write(&path, big).unwrap();
+        let err = PlanStore::load(&path).unwrap_err().to_string();
+        assert!(err.contains("not read"), "{err}");
+        assert!(PlanStore::lock(&path).is_err());
+        assert!(
+            !lock_path(&path).exists(),
+            "no lock for a file that is not a plan"
+        );
+    }
+
+    #[test]
+    fn a_symlinked_lock_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("123456789012").join("alice.yaml");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, EXAMPLE).unwrap();
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, lock_path(&path)).unwrap();
+        let err = PlanStore::lock(&path).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(!target.exists());
     }
 
     #[test]

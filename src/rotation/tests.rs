@@ -168,7 +168,7 @@ impl World {
 }
 
 fn zero_policy() -> Policy {
-    "adoption_wait: 0s\nquiet_period: 0s\nverify_period: 0s\nrequire_new_key_use: false\n"
+    "adoption_wait: 0s\nquiet_period: 0s\nverify_period: 0s\nrequire_new_key_use: false\nallow_short_quiet_period: true\n"
         .parse_policy()
 }
 

@@ -37,6 +37,9 @@ fn bad_plan(name: &'static str, text: String, mentions: &[&'static str]) -> Case
     }
 }
 
+/// A `new_key:` block to splice into a plan.
+const NEW_KEY: &str = "new_key:\n  id: AKIAI44QH8DHBEXAMPLE\n  created_at: 2026-11-26T09:00:03Z\n";
+
 #[test]
 fn every_bad_input_is_refused_with_the_fix_and_no_write() {
     let env = moto_env!();
@@ -72,7 +75,7 @@ fn every_bad_input_is_refused_with_the_fix_and_no_write() {
         bad_plan(
             "bad duration in the plan",
             replace("quiet_period: 3d", "quiet_period: three days"),
-            &["line ", "three days", "7d"],
+            &["line ", "quiet_period", "7d"],
         ),
         bad_plan(
             "unknown field",
@@ -87,7 +90,7 @@ fn every_bad_input_is_refused_with_the_fix_and_no_write() {
         bad_plan(
             "unknown phase",
             replace("phase: create_second_key", "phase: rotate_everything"),
-            &["rotate_everything", "line "],
+            &["phase", "line ", "expected one of"],
         ),
         bad_plan("not a mapping", "- just\n- a list\n".into(), &["line "]),
         bad_plan(
@@ -163,9 +166,142 @@ fn every_bad_input_is_refused_with_the_fix_and_no_write() {
         },
         case(
             "undeliverable destination",
-            1,
+            2,
             &["plan", "zed", "--deliver", "ftp://somewhere"],
             &["ftp://somewhere", "file:"],
+        ),
+        // A plan that contradicts itself is refused before any request.
+        bad_plan(
+            "a phase after creation without a new key",
+            replace("phase: create_second_key", "phase: check_last_used"),
+            &["check_last_used", "new_key"],
+        ),
+        bad_plan(
+            "delete without a new key",
+            replace("phase: create_second_key", "phase: delete"),
+            &["new_key"],
+        ),
+        bad_plan(
+            "blocked in a phase that needs a new key, without one",
+            replace(
+                "phase: create_second_key",
+                "phase: blocked\nblocked_in: verify\nblocked_reason: drift",
+            ),
+            &["new_key"],
+        ),
+        bad_plan(
+            "the old key's status does not fit the phase",
+            replace(
+                "phase: create_second_key",
+                &format!("{NEW_KEY}phase: verify"),
+            ),
+            &["old_key.status", "verify", "Inactive"],
+        ),
+        bad_plan(
+            "create_second_key with a new key recorded",
+            replace(
+                "phase: create_second_key",
+                &format!("{NEW_KEY}phase: create_second_key"),
+            ),
+            &["new_key"],
+        ),
+        bad_plan(
+            "user does not match the file name",
+            replace("user: ida", "user: bob"),
+            &["user: bob", "file name"],
+        ),
+        bad_plan(
+            "account does not match the folder",
+            replace(&format!("account: '{ACCOUNT}'"), "account: '999988887777'"),
+            &["999988887777", "folder"],
+        ),
+        bad_plan(
+            "user_arn of another user",
+            replace(":user/ida", ":user/bob"),
+            &["user_arn"],
+        ),
+        bad_plan(
+            "a quiet period under the floor in the plan",
+            replace("quiet_period: 3d", "quiet_period: 1h"),
+            &["quiet_period", "allow_short_quiet_period: true"],
+        ),
+        bad_plan(
+            "an absurd duration in the plan",
+            replace("verify_period: 7d", "verify_period: 100000000d"),
+            &["line ", "verify_period", "3650d"],
+        ),
+        // One bad plan never takes the batch down: anchors, aliases, size.
+        bad_plan(
+            "a YAML anchor",
+            replace(
+                "require_new_key_use: true",
+                "require_new_key_use: &yes true",
+            ),
+            &["anchor", "line "],
+        ),
+        bad_plan(
+            "a YAML alias",
+            replace("policy:\n", "policy: &p\n").replace("version: 1\n", "version: 1\nx: *p\n"),
+            &["line ", "anchors or aliases"],
+        ),
+        bad_plan(
+            "a plan file over 1 MiB",
+            format!("{good}# {}\n", "x".repeat(1024 * 1024)),
+            &["1024 KiB", "not read"],
+        ),
+        case(
+            "an absurd duration on the command line",
+            2,
+            &["plan", "ida", "--adoption-wait", "100000000d"],
+            &["100000000d", "3650d"],
+        ),
+        case(
+            "a malformed --deliver with --all",
+            2,
+            &["plan", "--all", "--deliver", "ftp:/x"],
+            &["ftp:/x", "file:PATH"],
+        ),
+        case(
+            "a --deliver with an environment variable",
+            2,
+            &["plan", "ida", "--deliver", "file:$HOME/ida.csv"],
+            &["$HOME", "in full"],
+        ),
+        case(
+            "a --deliver with ~user",
+            2,
+            &["plan", "ida", "--deliver", "file:~root/ida.csv"],
+            &["~root", "in full"],
+        ),
+        case(
+            "status --account that is not an account id",
+            2,
+            &["status", "--account", "prod"],
+            &["12 digits"],
+        ),
+        case(
+            "status --account with too few digits",
+            2,
+            &["status", "--account", "12345"],
+            &["12 digits"],
+        ),
+        case(
+            "show --account that is not an account id",
+            2,
+            &["show", "ida", "--account", "1234567890123"],
+            &["12 digits"],
+        ),
+        case(
+            "a path that is not a plan file",
+            2,
+            &["run", "/etc/passwd"],
+            &["/etc/passwd", ".yaml"],
+        ),
+        case(
+            "a path that is not a plan file, for rollback",
+            2,
+            &["rollback", "./notes.txt"],
+            &["notes.txt", ".yaml"],
         ),
     ];
 
@@ -204,6 +340,11 @@ fn every_bad_input_is_refused_with_the_fix_and_no_write() {
             );
         }
         assert!(!text.contains("panicked"), "{}: {text}", case.name);
+        assert!(
+            !std::path::Path::new("/etc/.passwd.lock").exists(),
+            "{}: a lock file was made beside a file that is not a plan",
+            case.name
+        );
         assert!(
             env.proxy.writes().is_empty(),
             "{}: writes reached AWS: {:?}",
