@@ -13,7 +13,7 @@ pub const MIN_QUIET_PERIOD: HumanDuration = HumanDuration::from_hours(4);
 
 /// The policy stored in each plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "PolicyFields")]
 pub struct Policy {
     /// How long after the new key was created consumers get to adopt it.
     pub adoption_wait: HumanDuration,
@@ -28,6 +28,37 @@ pub struct Policy {
     /// refused on load.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_short_quiet_period: bool,
+}
+
+/// A plan's policy as written, so that a bad duration is reported with the
+/// name of its field (the YAML parser names only the enclosing `policy`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFields {
+    adoption_wait: String,
+    quiet_period: String,
+    verify_period: String,
+    require_new_key_use: bool,
+    #[serde(default)]
+    allow_short_quiet_period: bool,
+}
+
+impl TryFrom<PolicyFields> for Policy {
+    type Error = String;
+
+    fn try_from(fields: PolicyFields) -> Result<Self, Self::Error> {
+        let duration = |field: &str, text: &str| {
+            text.parse::<HumanDuration>()
+                .map_err(|e| format!("{field}: {e}"))
+        };
+        Ok(Policy {
+            adoption_wait: duration("adoption_wait", &fields.adoption_wait)?,
+            quiet_period: duration("quiet_period", &fields.quiet_period)?,
+            verify_period: duration("verify_period", &fields.verify_period)?,
+            require_new_key_use: fields.require_new_key_use,
+            allow_short_quiet_period: fields.allow_short_quiet_period,
+        })
+    }
 }
 
 impl Default for Policy {

@@ -241,7 +241,7 @@ fn every_bad_input_is_refused_with_the_fix_and_no_write() {
         ),
         bad_plan(
             "a YAML alias",
-            replace("policy:\n", "policy: &p\n").replace("version: 1\n", "version: 1\nx: *p\n"),
+            replace("policy:\n", "policy: &p\n") + "again: *p\n",
             &["line ", "anchors or aliases"],
         ),
         bad_plan(
