@@ -69,11 +69,11 @@ fn new_key_id(env: &Env, user: &str) -> String {
         .to_string()
 }
 
-fn mode(path: &Path) -> u32 {
+pub(crate) fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-fn write_private(path: &Path, text: &str) {
+pub(crate) fn write_private(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -94,7 +94,7 @@ fn changed_lines(before: &str, after: &str) -> Vec<String> {
 
 /// The key a profile holds in a credentials file; its secret is
 /// remembered for the scan.
-fn profile_key(env: &Env, file: &Path, profile: &str) -> Key {
+pub(crate) fn profile_key(env: &Env, file: &Path, profile: &str) -> Key {
     let text = std::fs::read_to_string(file).unwrap();
     let mut in_profile = false;
     let (mut id, mut secret) = (None, None);
@@ -119,7 +119,7 @@ fn profile_key(env: &Env, file: &Path, profile: &str) -> Key {
     key
 }
 
-fn credentials_file(env: &Env) -> PathBuf {
+pub(crate) fn credentials_file(env: &Env) -> PathBuf {
     env.home().join(".aws/credentials")
 }
 
@@ -709,7 +709,12 @@ fn ssm_overwrites_and_restores_keep_the_parameters_kms_key() {
 
 /// `iam-rotate self-rotate ARGS` signed with the credentials file, as a
 /// person at their laptop runs it.
-fn self_rotate(env: &Env, vars: &[(&str, &str)], now: Option<f64>, args: &[&str]) -> Run {
+pub(crate) fn self_rotate(
+    env: &Env,
+    vars: &[(&str, &str)],
+    now: Option<f64>,
+    args: &[&str],
+) -> Run {
     let mut cmd = env.command();
     cmd.env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY");
@@ -723,7 +728,7 @@ fn self_rotate(env: &Env, vars: &[(&str, &str)], now: Option<f64>, args: &[&str]
     env.capture(cmd.output().unwrap())
 }
 
-fn laptop_credentials(old: &Key, profile: &str) -> String {
+pub(crate) fn laptop_credentials(old: &Key, profile: &str) -> String {
     format!(
         "# my laptop\n\
          [{profile}]\n\

@@ -9,3 +9,4 @@ mod fleet;
 mod harness;
 mod lifecycle;
 mod proxy;
+mod self_safety;

@@ -1,0 +1,85 @@
+//! The safety of `self-rotate` and of `profile:` delivery: a credentials
+//! file others can read is never written.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::deliver::{
+    credentials_file, laptop_credentials, mode, profile_key, self_rotate, write_private,
+};
+use crate::harness::Env;
+use crate::moto_env;
+
+/// No request that changes anything reached moto since the last reset.
+#[track_caller]
+fn assert_no_writes(env: &Env) {
+    let writes = env.proxy.writes();
+    assert!(writes.is_empty(), "AWS writes: {writes:?}");
+}
+
+#[test]
+fn a_credentials_file_others_can_read_is_refused_before_any_key_exists() {
+    let env = moto_env!();
+
+    // `profile:` delivery through `run`.
+    let old = env.user("quinn", 1).remove(0);
+    let file = credentials_file(&env);
+    let before = laptop_credentials(&old, "quinn");
+    write_private(&file, &before);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.run(&["plan", "quinn", "--deliver", "profile:quinn"])
+        .expect(0);
+    env.proxy.reset_counts();
+    let run = env.run(&["run", "quinn"]);
+    run.expect(1);
+    let text = run.text();
+    assert!(
+        text.contains(&format!("`chmod 600 {}`", file.display())),
+        "{text}"
+    );
+    assert!(text.contains("Nothing was created"), "{text}");
+    assert_no_writes(&env);
+    assert_eq!(env.keys("quinn"), vec![(old.id.clone(), "Active".into())]);
+    let plan = env.plan_yaml("quinn");
+    assert_eq!(plan["phase"], "create_second_key");
+    assert!(plan["create_intent_at"].is_null());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+    assert_eq!(mode(&file), 0o644);
+
+    // Made private, the same plan goes on.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.run(&["run", "quinn"]).expect(0);
+    let new = profile_key(&env, &file, "quinn");
+    assert_eq!(env.plan_yaml("quinn")["new_key"]["id"], new.id.as_str());
+    assert_eq!(mode(&file), 0o600);
+
+    // self-rotate, with a file only the group can read.
+    let own = env.user("rosa", 1).remove(0);
+    let laptop = env.dir.path().join("laptop/credentials");
+    let laptop_before = laptop_credentials(&own, "default");
+    write_private(&laptop, &laptop_before);
+    std::fs::set_permissions(&laptop, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let vars = [("AWS_SHARED_CREDENTIALS_FILE", laptop.to_str().unwrap())];
+    env.proxy.reset_counts();
+    let run = self_rotate(&env, &vars, None, &["--delete-now"]);
+    run.expect(1);
+    let text = run.text();
+    assert!(
+        text.contains(&format!("`chmod 600 {}`", laptop.display())),
+        "{text}"
+    );
+    assert_no_writes(&env);
+    assert_eq!(env.keys("rosa"), vec![(own.id.clone(), "Active".into())]);
+    assert_eq!(env.plan_yaml("rosa")["phase"], "create_second_key");
+    assert_eq!(std::fs::read_to_string(&laptop).unwrap(), laptop_before);
+    assert_eq!(mode(&laptop), 0o640);
+
+    std::fs::set_permissions(&laptop, std::fs::Permissions::from_mode(0o600)).unwrap();
+    self_rotate(&env, &vars, None, &["--delete-now"]).expect(0);
+    let rotated = profile_key(&env, &laptop, "default");
+    assert_eq!(
+        env.keys("rosa"),
+        vec![(rotated.id.clone(), "Active".into())]
+    );
+    assert_eq!(mode(&laptop), 0o600);
+    env.assert_no_secret_leaked(&[&file, &laptop]);
+}
