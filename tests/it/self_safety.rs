@@ -1,12 +1,13 @@
 //! The safety of `self-rotate` and of `profile:` delivery: a credentials
-//! file others can read is never written.
+//! file others can read is never written, and a plan of another account is
+//! never touched (exit 1, as for `run`).
 
 use std::os::unix::fs::PermissionsExt;
 
 use crate::deliver::{
     credentials_file, laptop_credentials, mode, profile_key, self_rotate, write_private,
 };
-use crate::harness::Env;
+use crate::harness::{Env, ACCOUNT};
 use crate::moto_env;
 
 /// No request that changes anything reached moto since the last reset.
@@ -82,4 +83,53 @@ fn a_credentials_file_others_can_read_is_refused_before_any_key_exists() {
     );
     assert_eq!(mode(&laptop), 0o600);
     env.assert_no_secret_leaked(&[&file, &laptop]);
+}
+
+#[test]
+fn self_rotate_on_a_plan_of_another_account_exits_1_and_changes_nothing() {
+    let env = moto_env!();
+    let old = env.user("sam", 1).remove(0);
+    let file = credentials_file(&env);
+    write_private(&file, &laptop_credentials(&old, "default"));
+    self_rotate(&env, &[], None, &[]).expect(0);
+    let new = profile_key(&env, &file, "default");
+    assert_eq!(env.plan_yaml("sam")["phase"], "verify");
+    let keys = vec![
+        (old.id.clone(), "Inactive".to_string()),
+        (new.id.clone(), "Active".to_string()),
+    ];
+    assert_eq!(env.keys("sam"), keys);
+
+    // The plan now names another account than the credentials' (copied
+    // between account folders by hand).
+    const OTHER: &str = "999988887777";
+    let path = env.plan_path("sam");
+    let original = env.plan_text("sam");
+    let edited = original.replace(
+        &format!("account: '{ACCOUNT}'"),
+        &format!("account: '{OTHER}'"),
+    );
+    assert_ne!(edited, original);
+    std::fs::write(&path, &edited).unwrap();
+
+    env.proxy.reset_counts();
+    for args in [&[][..], &["--delete-now"][..]] {
+        let run = self_rotate(&env, &[], None, args);
+        run.expect(1);
+        let text = run.text();
+        assert!(text.contains(OTHER) && text.contains(ACCOUNT), "{text}");
+        assert!(text.contains("Nothing was changed"), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert_eq!(env.plan_text("sam"), edited, "{args:?}");
+        assert_eq!(env.keys("sam"), keys);
+    }
+    let run = self_rotate(&env, &[], None, &["--output", "json"]);
+    run.expect(1);
+    assert_eq!(run.json()["state"], "wrong_account");
+    // `run` on the same plan ends the same way.
+    env.run(&["run", "sam"]).expect(1);
+    assert_eq!(env.plan_text("sam"), edited);
+    assert_eq!(env.keys("sam"), keys);
+    assert_no_writes(&env);
+    env.assert_no_secret_leaked(&[&file]);
 }
