@@ -536,11 +536,28 @@ fn other_account(locked: &LockedPlan, caller: &Caller, profile: &str, store: &Pl
 }
 
 /// Whether the plan at `path` is an unfinished self-rotation of `delivery`
-/// to resume (`false`: it is finished, and a new plan replaces it). An
-/// unfinished plan of another delivery is refused, and left as it is.
+/// to resume (`false`: it is finished, and a new plan replaces it). Any
+/// other unfinished plan is refused, and left as it is.
 fn resumable(existing: &Plan, path: &Path, user: &str, delivery: &str) -> anyhow::Result<bool> {
     if existing.phase.is_finished() {
         return Ok(false);
+    }
+    if existing.kind != PlanKind::SelfRotate {
+        let policy = &existing.policy;
+        bail!(
+            "{user} already has an unfinished rotation plan at {} (phase {}, kind {}), made by \
+             `iam-rotate plan`, not by self-rotate. Its policy (adoption_wait {}, quiet_period \
+             {}, verify_period {}) gives everything that uses the old key time to move to the \
+             new one, and self-rotate would cut that short, so the plan and the keys were left \
+             as they were. Finish it with `iam-rotate run {user}`, end it with `iam-rotate \
+             rollback {user}`, or move the plan file away if it is stale; then self-rotate again",
+            path.display(),
+            existing.phase,
+            existing.kind,
+            policy.adoption_wait,
+            policy.quiet_period,
+            policy.verify_period
+        );
     }
     if existing.delivery != delivery {
         bail!(
@@ -556,7 +573,8 @@ fn resumable(existing: &Plan, path: &Path, user: &str, delivery: &str) -> anyhow
 }
 
 /// The unfinished self-rotation plan of this user (and `true`: resumed),
-/// or a new one.
+/// or a new one. An unfinished plan that self-rotate did not make is never
+/// taken over.
 async fn open_or_plan(
     context: &Context,
     iam: &AwsIam,

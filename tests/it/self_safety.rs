@@ -1,6 +1,7 @@
-//! The safety of `self-rotate` and of `profile:` delivery: a credentials
-//! file others can read is never written, and a plan of another account is
-//! never touched (exit 1, as for `run`).
+//! The safety of `self-rotate` and of `profile:` delivery: a plan made by
+//! `plan` is never taken over, a credentials file others can read is never
+//! written, and a plan of another account is never touched (exit 1, as for
+//! `run`).
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -15,6 +16,75 @@ use crate::moto_env;
 fn assert_no_writes(env: &Env) {
     let writes = env.proxy.writes();
     assert!(writes.is_empty(), "AWS writes: {writes:?}");
+}
+
+#[test]
+fn self_rotate_never_takes_over_a_plan_made_by_plan() {
+    let env = moto_env!();
+    let old = env.user("pat", 1).remove(0);
+    let file = credentials_file(&env);
+    write_private(&file, &laptop_credentials(&old, "default"));
+
+    // A normal rotation (default policy: days of waits) that delivers to
+    // the very profile self-rotate would rewrite.
+    env.run(&["plan", "pat", "--deliver", "profile:default"])
+        .expect(0);
+    env.run(&["run", "pat"]).expect(0);
+    let new = profile_key(&env, &file, "default");
+    env.use_key(&new);
+    env.run_at(Some(8.0), &["run", "pat"]).expect(0);
+    let plan = env.plan_yaml("pat");
+    assert_eq!(plan["phase"], "verify");
+    assert_eq!(plan["kind"], "plan");
+    assert_eq!(plan["policy"]["verify_period"], "7d");
+    let keys = vec![
+        (old.id.clone(), "Inactive".to_string()),
+        (new.id.clone(), "Active".to_string()),
+    ];
+    assert_eq!(env.keys("pat"), keys);
+
+    // One second into the seven-day verify, with the new key in the
+    // profile: --delete-now would delete the old key.
+    let plan_before = env.plan_text("pat");
+    let file_before = std::fs::read_to_string(&file).unwrap();
+    env.proxy.reset_counts();
+    let run = self_rotate(&env, &[], Some(8.0), &["--delete-now"]);
+    run.expect(1);
+    let text = run.text();
+    let path = env.plan_path("pat");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("made by `iam-rotate plan`"), "{text}");
+    assert!(text.contains("iam-rotate run pat"), "{text}");
+    assert!(text.contains("iam-rotate rollback pat"), "{text}");
+    assert!(text.contains("move the plan file away"), "{text}");
+    assert_eq!(env.plan_text("pat"), plan_before);
+    assert_eq!(env.keys("pat"), keys);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), file_before);
+    assert_no_writes(&env);
+
+    // A plan written before `kind:` existed is a `plan` plan too.
+    let kindless = plan_before.replace("kind: plan\n", "");
+    assert_ne!(kindless, plan_before);
+    std::fs::write(&path, &kindless).unwrap();
+    let run = self_rotate(&env, &[], Some(8.0), &[]);
+    run.expect(1);
+    assert!(
+        run.text().contains("made by `iam-rotate plan`"),
+        "{}",
+        run.text()
+    );
+    let run = self_rotate(&env, &[], Some(8.0), &["--delete-now"]);
+    run.expect(1);
+    assert_eq!(env.plan_text("pat"), kindless);
+    assert_eq!(env.keys("pat"), keys);
+    assert_no_writes(&env);
+
+    // What the message says to do works: `run` finishes it on its own
+    // schedule.
+    env.run_at(Some(15.1), &["run", "pat"]).expect(0);
+    assert_eq!(env.plan_yaml("pat")["phase"], "done");
+    assert_eq!(env.keys("pat"), vec![(new.id.clone(), "Active".into())]);
+    env.assert_no_secret_leaked(&[&file]);
 }
 
 #[test]
