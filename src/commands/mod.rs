@@ -21,6 +21,7 @@ use crate::aws::{self, AwsArgs, AwsIam};
 use crate::cli::{Cli, Command, OutputFormat, RetryMode};
 use crate::clock::{self, Clock};
 use crate::deliver::Deliverer;
+use crate::engine::Outcome;
 use crate::error::UsageError;
 use crate::iam::{Caller, Iam};
 use crate::plan::store::is_valid_user_name;
@@ -46,6 +47,20 @@ impl Status {
             (Blocked, _) | (_, Blocked) => Blocked,
             _ => Success,
         }
+    }
+}
+
+/// The exit status one plan's outcome asks for: the one mapping every
+/// command that drives plans (`run`, `self-rotate`) uses.
+///
+/// A blocked plan needs a person (exit 3). A plan of another account than
+/// the credentials' is fine itself and was not touched: the invocation is
+/// wrong (exit 1).
+pub fn status_of_outcome(outcome: &Outcome) -> Status {
+    match outcome {
+        Outcome::Blocked { .. } => Status::Blocked,
+        Outcome::WrongAccount { .. } => Status::Failed,
+        Outcome::Finished | Outcome::Waiting { .. } | Outcome::WouldAct { .. } => Status::Success,
     }
 }
 
@@ -191,5 +206,33 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         Command::Report(args) => report::execute(&context, args).await,
         Command::Demo(args) => demo::execute(&context, args).await,
         Command::SelfRotate(args) => self_rotate::execute(&context, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_map_to_one_exit_status_everywhere() {
+        let reason = || "r".to_string();
+        let cases = [
+            (Outcome::Finished, Status::Success),
+            (
+                Outcome::Waiting {
+                    until: None,
+                    reason: reason(),
+                    next: reason(),
+                },
+                Status::Success,
+            ),
+            (Outcome::WouldAct { step: reason() }, Status::Success),
+            (Outcome::Blocked { reason: reason() }, Status::Blocked),
+            // The plan is fine; the credentials were the wrong ones: exit 1.
+            (Outcome::WrongAccount { reason: reason() }, Status::Failed),
+        ];
+        for (outcome, status) in cases {
+            assert_eq!(status_of_outcome(&outcome), status, "{outcome:?}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{plan_path, Context, Status};
+use super::{plan_path, status_of_outcome, Context, Status};
 use crate::cli::RunArgs;
 use crate::engine::{Outcome, RunOptions};
 use crate::fleet::{self, Category, Fleet, RunProgress, Summary};
@@ -18,13 +18,14 @@ use crate::output;
 
 pub use crate::fleet::run::{run_one, RunResult};
 
-/// The exit status one plan's result asks for. A plan of another account
-/// than the credentials' is fine itself; the invocation failed (exit 1).
+/// The exit status one plan's result asks for: an error on the plan
+/// failed (exit 1), a locked plan skipped is no failure, and an outcome
+/// maps as [`status_of_outcome`] says.
 pub fn status_of(result: &RunResult) -> Status {
-    match result.category() {
-        Category::Blocked => Status::Blocked,
-        Category::Failed | Category::WrongAccount => Status::Failed,
-        _ => Status::Success,
+    match result {
+        RunResult::Report(report) => status_of_outcome(&report.outcome),
+        RunResult::Other { .. } if result.category() == Category::Failed => Status::Failed,
+        RunResult::Other { .. } => Status::Success,
     }
 }
 

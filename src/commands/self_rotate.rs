@@ -26,7 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{Context, Status};
+use super::{status_of_outcome, Context, Status};
 use crate::aws::AwsIam;
 use crate::cli::SelfRotateArgs;
 use crate::deliver::{self, profile, Deliverer};
@@ -35,7 +35,7 @@ use crate::engine::{Engine, Outcome, RunOptions, RunReport};
 use crate::error::UsageError;
 use crate::iam::{Caller, Iam, IamError};
 use crate::output;
-use crate::plan::{mask_key, LockedPlan, Phase, Plan, PlanStore, Stamp};
+use crate::plan::{mask_key, LockedPlan, Phase, Plan, PlanKind, PlanStore, Stamp};
 use crate::planner::{plan_user, PlanRequest, Planned};
 use crate::rotation::policy::Policy;
 
@@ -142,10 +142,8 @@ pub async fn execute(context: &Context, args: SelfRotateArgs) -> anyhow::Result<
     check_profile_holds(&credentials_file, &profile, &in_use)?;
     let delivery = format!("profile:{profile}");
     let path = context.plans.path_for(&caller.account, &user);
-    let locked = open_or_plan(context, old_iam, &caller, &user, &delivery, &path).await?;
-    check_plan_key(&locked, in_use.access_key_id(), &profile)?;
-    drop(in_use);
-
+    let (locked, resumed) =
+        open_or_plan(context, old_iam, &caller, &user, &delivery, &path).await?;
     let mut session = Session {
         context,
         caller,
@@ -155,13 +153,33 @@ pub async fn execute(context: &Context, args: SelfRotateArgs) -> anyhow::Result<
         locked,
         actions: Vec::new(),
     };
+    // A plan in this account's folder that names another account was put
+    // there by hand: nothing is read or changed for it, as `run` does.
+    if session.locked.plan.account != session.caller.account {
+        let reason = other_account(
+            &session.locked,
+            &session.caller,
+            &session.profile,
+            &context.plans,
+        );
+        return session.conclude(Outcome::WrongAccount { reason });
+    }
+    if resumed && !context.json() {
+        output::note(format!(
+            "resuming the self-rotation in {} (phase {})",
+            session.locked.path.display(),
+            session.locked.plan.phase
+        ));
+    }
+    check_plan_key(&session.locked, in_use.access_key_id(), &session.profile)?;
+    drop(in_use);
 
     // With the old key: create the new one and write it into the profile.
     let mut just_blocked = false;
     if session.locked.plan.phase == Phase::CreateSecondKey {
         let report = session.run_engine(old_iam).await?;
         match report.outcome {
-            Outcome::WrongAccount { reason } => bail!("{reason}"),
+            Outcome::WrongAccount { .. } => return session.conclude(report.outcome),
             Outcome::Blocked { .. } => just_blocked = true,
             _ => {}
         }
@@ -387,10 +405,7 @@ impl Session<'_> {
     /// Says where the rotation stands (or prints the JSON document) and
     /// picks the exit status.
     fn conclude(self, outcome: Outcome) -> anyhow::Result<Status> {
-        let status = match &outcome {
-            Outcome::Blocked { .. } | Outcome::WrongAccount { .. } => Status::Blocked,
-            _ => Status::Success,
-        };
+        let status = status_of_outcome(&outcome);
         let plan = &self.locked.plan;
         if !self.context.json() {
             say_where_it_stands(self.context, plan, &self.profile, &outcome);
@@ -504,7 +519,62 @@ fn check_profile_holds(file: &Path, profile: &str, in_use: &Credentials) -> anyh
     )
 }
 
-/// The unfinished self-rotation plan of this user, or a new one.
+/// A plan in the caller's account folder that names another account.
+fn other_account(locked: &LockedPlan, caller: &Caller, profile: &str, store: &PlanStore) -> String {
+    let plan = &locked.plan;
+    format!(
+        "{} is a plan for account {}, but profile [{profile}] signs as {} in account {}. \
+         Nothing was changed. If the plan belongs to account {}, move it to {}; if it is a \
+         stale copy, move it away; then run `iam-rotate self-rotate` again",
+        locked.path.display(),
+        plan.account,
+        caller.arn,
+        caller.account,
+        plan.account,
+        store.path_for(&plan.account, &plan.user).display()
+    )
+}
+
+/// Whether the plan at `path` is an unfinished self-rotation of `delivery`
+/// to resume (`false`: it is finished, and a new plan replaces it). Any
+/// other unfinished plan is refused, and left as it is.
+fn resumable(existing: &Plan, path: &Path, user: &str, delivery: &str) -> anyhow::Result<bool> {
+    if existing.phase.is_finished() {
+        return Ok(false);
+    }
+    if existing.kind != PlanKind::SelfRotate {
+        let policy = &existing.policy;
+        bail!(
+            "{user} already has an unfinished rotation plan at {} (phase {}, kind {}), made by \
+             `iam-rotate plan`, not by self-rotate. Its policy (adoption_wait {}, quiet_period \
+             {}, verify_period {}) gives everything that uses the old key time to move to the \
+             new one, and self-rotate would cut that short, so the plan and the keys were left \
+             as they were. Finish it with `iam-rotate run {user}`, end it with `iam-rotate \
+             rollback {user}`, or move the plan file away if it is stale; then self-rotate again",
+            path.display(),
+            existing.phase,
+            existing.kind,
+            policy.adoption_wait,
+            policy.quiet_period,
+            policy.verify_period
+        );
+    }
+    if existing.delivery != delivery {
+        bail!(
+            "{user} already has an unfinished rotation plan at {} (phase {}) delivering to {}, \
+             not {delivery}. Carry it on with `iam-rotate run {user}`, or roll it back with \
+             `iam-rotate rollback {user}`, before self-rotating",
+            path.display(),
+            existing.phase,
+            existing.delivery
+        );
+    }
+    Ok(true)
+}
+
+/// The unfinished self-rotation plan of this user (and `true`: resumed),
+/// or a new one. An unfinished plan that self-rotate did not make is never
+/// taken over.
 async fn open_or_plan(
     context: &Context,
     iam: &AwsIam,
@@ -512,35 +582,19 @@ async fn open_or_plan(
     user: &str,
     delivery: &str,
     path: &Path,
-) -> anyhow::Result<LockedPlan> {
+) -> anyhow::Result<(LockedPlan, bool)> {
     let locked_elsewhere = || {
         anyhow!(
             "{} is locked by another iam-rotate process; wait for it to finish and run again",
             path.display()
         )
     };
-    if path.exists() {
-        let existing = PlanStore::load(path)?;
-        if !existing.phase.is_finished() {
-            if existing.delivery != delivery {
-                bail!(
-                    "{user} already has an unfinished rotation plan at {} (phase {}) delivering \
-                     to {}, not {delivery}. Carry it on with `iam-rotate run {user}`, or roll it \
-                     back with `iam-rotate rollback {user}`, before self-rotating",
-                    path.display(),
-                    existing.phase,
-                    existing.delivery
-                );
-            }
-            let locked = PlanStore::lock(path)?.ok_or_else(locked_elsewhere)?;
-            if !context.json() {
-                output::note(format!(
-                    "resuming the self-rotation in {} (phase {})",
-                    path.display(),
-                    locked.plan.phase
-                ));
-            }
-            return Ok(locked);
+    // Checked before the lock, so that a plan another process is driving
+    // is still named for what it is, and again under it.
+    if path.exists() && resumable(&PlanStore::load(path)?, path, user, delivery)? {
+        let locked = PlanStore::lock(path)?.ok_or_else(locked_elsewhere)?;
+        if resumable(&locked.plan, path, user, delivery)? {
+            return Ok((locked, true));
         }
     }
     let policy = self_policy();
@@ -550,7 +604,7 @@ async fn open_or_plan(
         policy: &policy,
         delivery,
         older_than: None,
-        kind: crate::plan::PlanKind::SelfRotate,
+        kind: PlanKind::SelfRotate,
     };
     match plan_user(iam, &context.plans, caller, &stamp, &request).await? {
         Planned::Planned { .. } => {}
@@ -570,7 +624,7 @@ async fn open_or_plan(
         &stamp,
     );
     locked.save()?;
-    Ok(locked)
+    Ok((locked, false))
 }
 
 /// The key in use must be the one the plan expects the profile to hold:
@@ -742,6 +796,9 @@ fn say_where_it_stands(context: &Context, plan: &Plan, profile: &str, outcome: &
         .unwrap_or_default();
     let now = context.clock.now();
     match (plan.phase, outcome) {
+        (_, Outcome::WrongAccount { reason }) => {
+            output::line(format!("{user}: REFUSED - {reason}"))
+        }
         (Phase::Done, _) => output::line(format!(
             "{user}: done - profile [{profile}] holds the new key {new}; the old key {old} is \
              deleted"

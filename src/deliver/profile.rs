@@ -8,7 +8,9 @@
 //! (or its legacy spelling `aws_security_token`) is removed. Every other byte
 //! stays as it was: other profiles, comments (`#` and `;`), blank lines, key
 //! order, spacing around `=`, `\r\n` line endings, a missing final newline,
-//! and the file's permission bits.
+//! and the file's permission bits. A file whose mode lets its group or
+//! others read it is refused, never written: a new secret must not join
+//! keys that others can read.
 //!
 //! Why the session token goes: a session token only belongs with the
 //! temporary key it was issued for. Left next to a long-term key, every SDK
@@ -508,6 +510,22 @@ fn real_path(path: &Path) -> Result<PathBuf, String> {
     }
 }
 
+/// A credentials file must be readable by its owner only: one whose mode
+/// lets its group or others read it (any of the bits 0o077) is refused,
+/// whatever other keys it holds, and is never written.
+fn private(path: &Path, mode: u32) -> Result<(), String> {
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "the credentials file {} has mode {:o}: its group or others can read the keys in it, \
+         and a new secret must not join them; make it private with `chmod 600 {}`",
+        path.display(),
+        mode & 0o777,
+        path.display()
+    ))
+}
+
 pub(super) fn check(
     destination: &Destination,
     path: &Path,
@@ -522,15 +540,7 @@ pub(super) fn check(
             path.display()
         )))
         }
-        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
-            return Err(fail(format!(
-                "the credentials file {} has mode {:o}: others can read the keys in it, and a new \
-                 secret must not join them. Make it private (`chmod 600 {}`) and run again",
-                path.display(),
-                meta.permissions().mode() & 0o777,
-                path.display()
-            )))
-        }
+        Ok(meta) => private(&path, meta.permissions().mode()).map_err(fail)?,
         _ => {}
     }
     let text = read_file(&path)
@@ -555,10 +565,13 @@ pub(super) fn deliver(
     let path = real_path(path).map_err(fail)?;
     let existing =
         read_file(&path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    // Checked again here, not only by `check`: the mode found is the one
+    // the rewritten file gets.
     let mode = match fs::metadata(&path) {
         Ok(meta) => meta.permissions().mode() & 0o7777,
         Err(_) => 0o600,
     };
+    private(&path, mode).map_err(fail)?;
     let original: &str = existing.as_deref().map(String::as_str).unwrap_or("");
     let had_session_token = read_key(original, profile)
         .ok()
@@ -964,19 +977,59 @@ aws_secret_access_key = otherSecret
         let path = dir.path().join("credentials");
         let text = "[ci]\naws_access_key_id = A\naws_secret_access_key = B\n";
         fs::write(&path, text).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let err = check(
-            &Destination::Profile {
-                name: "ci".into(),
-                file: "/unused".into(),
-            },
-            &path,
-            "ci",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("chmod 600"), "{err}");
-        assert_eq!(fs::read_to_string(&path).unwrap(), text);
+        let dest = Destination::Profile {
+            name: "ci".into(),
+            file: "/unused".into(),
+        };
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o610] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = check(&dest, &path, "ci").unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("has mode {mode:o}")),
+                "{mode:o}: {err}"
+            );
+            assert!(
+                err.contains(&format!("`chmod 600 {}`", path.display())),
+                "{err}"
+            );
+            assert_eq!(fs::read_to_string(&path).unwrap(), text);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                mode
+            );
+        }
+        for mode in [0o600, 0o400] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            check(&dest, &path, "ci").unwrap();
+        }
+    }
+
+    #[test]
+    fn delivery_refuses_a_credentials_file_others_can_read_and_leaves_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("shared-credentials");
+        let text = "[ci]\naws_access_key_id = A\naws_secret_access_key = B\n";
+        fs::write(&real, text).unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o644)).unwrap();
+        // Also through a symbolic link: the mode that counts is the file's.
+        let link = dir.path().join("credentials");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let dest = Destination::Profile {
+            name: "ci".into(),
+            file: "/unused".into(),
+        };
+        for path in [&real, &link] {
+            let err = deliver(&dest, path, "ci", &created())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("chmod 600"), "{err}");
+            assert!(!err.contains(SECRET_VALUE), "{err}");
+            assert_eq!(fs::read_to_string(&real).unwrap(), text);
+            assert_eq!(
+                fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+                0o644
+            );
+        }
     }
 
     #[test]

@@ -69,11 +69,11 @@ fn new_key_id(env: &Env, user: &str) -> String {
         .to_string()
 }
 
-fn mode(path: &Path) -> u32 {
+pub(crate) fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-fn write_private(path: &Path, text: &str) {
+pub(crate) fn write_private(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -94,7 +94,7 @@ fn changed_lines(before: &str, after: &str) -> Vec<String> {
 
 /// The key a profile holds in a credentials file; its secret is
 /// remembered for the scan.
-fn profile_key(env: &Env, file: &Path, profile: &str) -> Key {
+pub(crate) fn profile_key(env: &Env, file: &Path, profile: &str) -> Key {
     let text = std::fs::read_to_string(file).unwrap();
     let mut in_profile = false;
     let (mut id, mut secret) = (None, None);
@@ -119,7 +119,7 @@ fn profile_key(env: &Env, file: &Path, profile: &str) -> Key {
     key
 }
 
-fn credentials_file(env: &Env) -> PathBuf {
+pub(crate) fn credentials_file(env: &Env) -> PathBuf {
     env.home().join(".aws/credentials")
 }
 
@@ -129,7 +129,8 @@ fn file_destination_fills_placeholders_and_refuses_a_file_others_can_read() {
     let old = env.user("alice", 1).remove(0);
     let csv = env.home().join(format!("keys/{ACCOUNT}/alice.csv"));
     std::fs::create_dir_all(csv.parent().unwrap()).unwrap();
-    std::fs::write(&csv, "not yet\n").unwrap();
+    let earlier = "Access key ID,Secret access key\nAKIAEARLIER000000001,not-a-secret\n";
+    std::fs::write(&csv, earlier).unwrap();
     std::fs::set_permissions(&csv, std::fs::Permissions::from_mode(0o644)).unwrap();
     env.run(&[
         "plan",
@@ -144,7 +145,7 @@ fn file_destination_fills_placeholders_and_refuses_a_file_others_can_read() {
     assert!(run.text().contains("chmod 600"), "{}", run.text());
     assert_eq!(env.keys("alice"), vec![(old.id.clone(), "Active".into())]);
     assert_eq!(env.plan_yaml("alice")["phase"], "create_second_key");
-    assert_eq!(std::fs::read_to_string(&csv).unwrap(), "not yet\n");
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), earlier);
 
     std::fs::set_permissions(&csv, std::fs::Permissions::from_mode(0o600)).unwrap();
     env.run(&["run", "alice"]).expect(0);
@@ -338,7 +339,7 @@ fn a_reserved_ssm_name_is_refused_before_any_key_exists() {
 
     // `plan` refuses it outright.
     let run = env.run(&["plan", "hank", "--deliver", "ssm:/aws/{user}"]);
-    run.expect(1);
+    run.expect(2);
     assert!(run.text().contains("reserves"), "{}", run.text());
     assert!(!env.plan_path("hank").exists());
 
@@ -709,7 +710,12 @@ fn ssm_overwrites_and_restores_keep_the_parameters_kms_key() {
 
 /// `iam-rotate self-rotate ARGS` signed with the credentials file, as a
 /// person at their laptop runs it.
-fn self_rotate(env: &Env, vars: &[(&str, &str)], now: Option<f64>, args: &[&str]) -> Run {
+pub(crate) fn self_rotate(
+    env: &Env,
+    vars: &[(&str, &str)],
+    now: Option<f64>,
+    args: &[&str],
+) -> Run {
     let mut cmd = env.command();
     cmd.env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY");
@@ -723,7 +729,7 @@ fn self_rotate(env: &Env, vars: &[(&str, &str)], now: Option<f64>, args: &[&str]
     env.capture(cmd.output().unwrap())
 }
 
-fn laptop_credentials(old: &Key, profile: &str) -> String {
+pub(crate) fn laptop_credentials(old: &Key, profile: &str) -> String {
     format!(
         "# my laptop\n\
          [{profile}]\n\

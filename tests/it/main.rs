@@ -10,3 +10,4 @@ mod harness;
 mod lifecycle;
 mod proxy;
 mod safety;
+mod self_safety;
