@@ -357,7 +357,7 @@ fn a_malformed_plan_names_file_and_line_and_writes_nothing() {
     let cases = [
         (
             text.replace("phase: create_second_key", "phase: sideways"),
-            "sideways",
+            "phase: unknown variant (value not shown)",
         ),
         (text.replace("version: 1", "version: 7"), "version"),
         (format!("{text}colour: blue\n"), "colour"),
