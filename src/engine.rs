@@ -678,11 +678,10 @@ impl Engine<'_> {
                 match rotation::not_provably_ours(plan, candidate, Some(&used), seen.system_now) {
                     None => owned.push(candidate.id.clone()),
                     Some(why) => done.push(format!(
-                        "kept key {} ({}, created {}): it is not provably this plan's ({why}); \
-                         delete it yourself if it is not needed",
+                        "kept key {} ({}): it is not provably this plan's ({why}); delete it \
+                         yourself if it is not needed",
                         mask_key(&candidate.id),
-                        candidate.status,
-                        candidate.created_at.format("%Y-%m-%dT%H:%M:%SZ")
+                        rotation::describe_candidate(candidate, Some(&used), seen.system_now),
                     )),
                 }
             }

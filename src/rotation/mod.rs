@@ -397,37 +397,46 @@ pub fn not_provably_ours(
         return Some("the plan records no interrupted CreateAccessKey".into());
     };
     let (start, end) = orphan_window(intent);
-    let window = format!(
-        "an interrupted CreateAccessKey of this plan (intent saved {}) can only have made a key \
-         between {} and {} (from the intent to the call's {}s timeout, with {}s of clock skew \
-         either side)",
-        stamp(intent),
+    let side = if key.created_at < start {
+        "before"
+    } else if key.created_at > end {
+        "after"
+    } else {
+        return match used {
+            None => Some("its last use could not be read".into()),
+            Some(u) if u.at.is_some() => Some(format!(
+                "it was used {}, and the key of an interrupted create has a secret that reached \
+                 no one: something else holds this key",
+                u.describe(system_now)
+            )),
+            Some(_) => None,
+        };
+    };
+    Some(format!(
+        "it was created {}, {side} the window in which this plan's interrupted CreateAccessKey \
+         can have made its key: {} to {} (the intent saved {}, the call's {}s timeout, and {}s of \
+         clock skew either side)",
+        stamp(key.created_at),
         stamp(start),
         stamp(end),
+        stamp(intent),
         CREATE_ACCESS_KEY_TIMEOUT.as_secs(),
         ORPHAN_SKEW.num_seconds(),
-    );
-    if key.created_at < start {
-        return Some(format!(
-            "it was created {}, before that: {window}",
-            stamp(key.created_at)
-        ));
-    }
-    if key.created_at > end {
-        return Some(format!(
-            "it was created {}, after that: {window}",
-            stamp(key.created_at)
-        ));
-    }
-    match used {
-        None => Some("its last use could not be read".into()),
-        Some(u) if u.at.is_some() => Some(format!(
-            "it was used {}, and the key of an interrupted create has a secret that reached no \
-             one, so something else holds this key",
-            u.describe(system_now)
-        )),
-        Some(_) => None,
-    }
+    ))
+}
+
+/// A candidate key in a few words: "Active, created …, never used".
+pub fn describe_candidate(
+    key: &LiveKey,
+    used: Option<&LastUse>,
+    system_now: DateTime<Utc>,
+) -> String {
+    let used = match used {
+        Some(u) if u.at.is_some() => format!("last used {}", u.describe(system_now)),
+        Some(_) => "never used".into(),
+        None => "last use unknown".into(),
+    };
+    format!("{}, created {}, {used}", key.status, stamp(key.created_at))
 }
 
 /// The key of an interrupted create: kept when the destination holds it,
@@ -484,22 +493,16 @@ fn judge_orphan(plan: &Plan, key: &LiveKey, seen: &Observed) -> Result<Step, Dec
             key_id: key.id.clone(),
         });
     };
-    let used = match seen.orphan_use.as_ref() {
-        Some(u) if u.at.is_some() => format!("last used {}", u.describe(seen.system_now)),
-        Some(_) => "never used".into(),
-        None => "last use unknown".into(),
-    };
     Err(Decision::Block {
         reason: format!(
-            "user {user} has a key iam-rotate does not know: {masked} ({}, created {}, {used}). \
+            "user {user} has a key iam-rotate does not know: {masked} ({}). \
              It is not provably the key of this plan's interrupted CreateAccessKey: {why}. \
              iam-rotate deletes only a key that is provably its own and never touches one that \
              may be someone else's. Find out who created it (CloudTrail: CreateAccessKey for \
              user {user}) and what uses it; if it is not needed, delete it yourself (`aws iam \
              delete-access-key --user-name {user} --access-key-id {}`), then run `iam-rotate \
              run --retry-blocked {user}`.",
-            key.status,
-            stamp(key.created_at),
+            describe_candidate(key, seen.orphan_use.as_ref(), seen.system_now),
             key.id
         ),
     })

@@ -1028,7 +1028,7 @@ mod orphans {
         ));
         assert!(reason.contains("AKIA…0001"), "{reason}");
         assert!(reason.contains("never used"), "{reason}");
-        assert!(reason.contains("after that"), "{reason}");
+        assert!(reason.contains("after the window"), "{reason}");
         assert!(reason.contains("2026-03-02T09:01:30Z"), "{reason}");
     }
 
@@ -1048,7 +1048,11 @@ mod orphans {
             assert_eq!(deletes(&decision), inside, "{created}: {decision:?}");
             if !inside {
                 let reason = block_reason(decision);
-                let side = if created < first { "before" } else { "after" };
+                let side = if created < first {
+                    "before the window"
+                } else {
+                    "after the window"
+                };
                 assert!(reason.contains(side), "{reason}");
             }
         }

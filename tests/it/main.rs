@@ -8,4 +8,5 @@ mod faults;
 mod fleet;
 mod harness;
 mod lifecycle;
+mod orphans;
 mod proxy;
