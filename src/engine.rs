@@ -481,6 +481,16 @@ impl Engine<'_> {
         locked.save()?;
         let user = locked.plan.user.clone();
         let budget = CREATE_ACCESS_KEY_TIMEOUT.saturating_sub(intent.elapsed());
+        if budget.is_zero() {
+            // Too late for the window the intent promises: no call at all.
+            locked.plan.create_intent_at = None;
+            locked.save()?;
+            return Err(EngineError::Refused(format!(
+                "saving the create intent took longer than {}s, so CreateAccessKey was not \
+                 called; nothing was created. Check the plans folder's storage and run again.",
+                CREATE_ACCESS_KEY_TIMEOUT.as_secs()
+            )));
+        }
         let answer = tokio::time::timeout(budget, self.iam.create_access_key(&user))
             .await
             .unwrap_or_else(|_| {
