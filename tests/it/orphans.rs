@@ -316,6 +316,15 @@ fn assert_adopted(env: &Env, user: &str, old: &Key, delivered: &Key, deny: crate
     let run = env.run(&["run", user]);
     run.expect(0);
     assert!(env.proxy.writes().is_empty(), "{:?}", env.proxy.writes());
+    // As docs/requests.md counts it: the listing and the destination, then
+    // wait_for_adoption's own reading.
+    let forwarded = env.proxy.forwarded();
+    assert_eq!(forwarded.get("ListAccessKeys"), Some(&2), "{forwarded:?}");
+    assert_eq!(
+        forwarded.get("GetAccessKeyLastUsed"),
+        Some(&2),
+        "{forwarded:?}"
+    );
     let plan = env.plan_yaml(user);
     assert_eq!(plan["phase"], "wait_for_adoption", "{}", run.text());
     assert_eq!(plan["new_key"]["id"].as_str(), Some(delivered.id.as_str()));
