@@ -685,7 +685,7 @@ impl Engine<'_> {
                 // An interrupted create may have left a key: deleted only
                 // when provably this plan's, as `run` would.
                 let used = self.last_used(&candidate.id).await?;
-                match rotation::not_provably_ours(plan, candidate, Some(&used), seen.system_now) {
+                match rotation::not_provably_ours(plan, candidate, Some(&used)) {
                     None => owned.push(candidate.id.clone()),
                     Some(why) => done.push(format!(
                         "kept key {} ({}): it is not provably this plan's ({why}); delete it \

@@ -387,12 +387,7 @@ pub fn orphan_candidate<'k>(plan: &Plan, keys: &'k [LiveKey]) -> Option<&'k Live
 /// GetAccessKeyLastUsed; `None` when it was not read, which proves
 /// nothing). Such a key's secret reached no one, so deleting it harms no
 /// one; any other key may be someone else's.
-pub fn not_provably_ours(
-    plan: &Plan,
-    key: &LiveKey,
-    used: Option<&LastUse>,
-    system_now: DateTime<Utc>,
-) -> Option<String> {
+pub fn not_provably_ours(plan: &Plan, key: &LiveKey, used: Option<&LastUse>) -> Option<String> {
     let Some(intent) = plan.create_intent_at else {
         return Some("the plan records no interrupted CreateAccessKey".into());
     };
@@ -404,10 +399,11 @@ pub fn not_provably_ours(
     } else {
         return match used {
             None => Some("its last use could not be read".into()),
-            Some(u) if u.at.is_some() => Some(format!(
-                "it was used {}, and the key of an interrupted create has a secret that reached \
-                 no one: something else holds this key",
-                u.describe(system_now)
+            Some(LastUse { at: Some(at), .. }) => Some(format!(
+                "it was created in the window of that call, but it has been used (last {}), and \
+                 the key of an interrupted create has a secret that reached no one: something \
+                 else holds this key",
+                stamp(*at)
             )),
             Some(_) => None,
         };
@@ -488,7 +484,7 @@ fn judge_orphan(plan: &Plan, key: &LiveKey, seen: &Observed) -> Result<Step, Dec
             });
         }
     }
-    let Some(why) = not_provably_ours(plan, key, seen.orphan_use.as_ref(), seen.system_now) else {
+    let Some(why) = not_provably_ours(plan, key, seen.orphan_use.as_ref()) else {
         return Ok(Step::DeleteOrphan {
             key_id: key.id.clone(),
         });
