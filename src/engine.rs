@@ -8,8 +8,8 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::clock::Clock;
-use crate::deliver::{Deliver, DeliverError, Destination};
-use crate::iam::{Caller, Iam, IamError, LastUse, LiveKey};
+use crate::deliver::{Deliver, DeliverError, Destination, Held};
+use crate::iam::{Caller, Iam, IamError, LastUse, LiveKey, CREATE_ACCESS_KEY_TIMEOUT};
 use crate::plan::store::PlanError;
 use crate::plan::{mask_key, KeyStatus, LockedPlan, NewKey, Observation, Phase, Plan, Stamp};
 use crate::rotation::{self, Decision, Observed, Step};
@@ -183,6 +183,12 @@ impl Engine<'_> {
             let step = match decision {
                 Decision::Finished => return Ok(Outcome::Finished),
                 Decision::WrongAccount { reason } => return Ok(Outcome::WrongAccount { reason }),
+                Decision::Unsure { reason } => {
+                    if !options.dry_run && unsaved {
+                        locked.save()?;
+                    }
+                    return Err(EngineError::Refused(reason));
+                }
                 Decision::Wait {
                     until,
                     reason,
@@ -233,6 +239,8 @@ impl Engine<'_> {
                 keys: None,
                 old_use: None,
                 new_use: None,
+                orphan_use: None,
+                delivered: None,
             });
         }
         let keys = match self.iam.list_access_keys(&plan.user).await {
@@ -256,6 +264,27 @@ impl Engine<'_> {
             }
             _ => None,
         };
+        // A key an interrupted CreateAccessKey may have left: the
+        // destination says whether it was delivered; if not, its last use
+        // says whether anyone holds it.
+        let candidate = match &keys {
+            Some(keys) if plan.phase == Phase::CreateSecondKey => {
+                rotation::orphan_candidate(plan, keys).cloned()
+            }
+            _ => None,
+        };
+        let (delivered, orphan_use) = match candidate {
+            Some(candidate) => {
+                let held = self.held(plan).await;
+                let used = if held == Held::Key(candidate.id.clone()) {
+                    None
+                } else {
+                    Some(self.last_used(&candidate.id).await?)
+                };
+                (Some(held), used)
+            }
+            None => (None, None),
+        };
         Ok(Observed {
             now: self.clock.now(),
             system_now: self.clock.system_now(),
@@ -263,7 +292,17 @@ impl Engine<'_> {
             keys,
             old_use,
             new_use,
+            orphan_use,
+            delivered,
         })
+    }
+
+    /// What the plan's destination holds now.
+    async fn held(&self, plan: &Plan) -> Held {
+        match Destination::of_plan(plan) {
+            Ok(destination) => self.deliver.held(&destination).await,
+            Err(e) => Held::Unknown(e.to_string()),
+        }
     }
 
     /// `seen` a moment later: same facts, the clock read again (so a wait
@@ -303,15 +342,39 @@ impl Engine<'_> {
         let seen = &seen;
         match step {
             Step::DeleteOrphan { key_id } => {
-                if self.adopt_if_delivered(locked, &key_id, seen).await? {
-                    return Ok(None);
-                }
                 self.retire_key(&user, &key_id, seen).await?;
+                let created = live_key(seen, &key_id)
+                    .map(|k| format!("created {}, ", k.created_at.format("%Y-%m-%dT%H:%M:%SZ")))
+                    .unwrap_or_default();
                 locked.plan.create_intent_at = None;
                 locked.plan.record(
                     format!(
-                        "deleted orphan key {} left by an interrupted CreateAccessKey (its secret \
-                         was never delivered); creating again",
+                        "deleted orphan key {} left by an interrupted CreateAccessKey ({created}\
+                         within that call's window, never used; its secret was never delivered); \
+                         creating again",
+                        mask_key(&key_id)
+                    ),
+                    &self.stamp(),
+                );
+                locked.save()?;
+            }
+            Step::AdoptDelivered { key_id } => {
+                let Some(live) = live_key(seen, &key_id) else {
+                    return Ok(None);
+                };
+                let destination = Destination::of_plan(&locked.plan)
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|_| locked.plan.delivery.clone());
+                locked.plan.new_key = Some(NewKey {
+                    id: live.id.clone(),
+                    created_at: live.created_at,
+                });
+                locked.plan.create_intent_at = None;
+                locked.plan.transition(
+                    Phase::WaitForAdoption,
+                    format!(
+                        "found new key {} already delivered to {destination}: an earlier run was \
+                         interrupted before recording it; kept as the new key",
                         mask_key(&key_id)
                     ),
                     &self.stamp(),
@@ -406,11 +469,38 @@ impl Engine<'_> {
             .map_err(EngineError::DeliveryCheck)?;
 
         // CreateAccessKey has no idempotency token: the intent goes to disk
-        // first, so a crash after the call is recognised on resume.
+        // first, so a crash after the call is recognised on resume. The call
+        // must end within CREATE_ACCESS_KEY_TIMEOUT of the intent, however
+        // long the save took: a key it made can only have been created in
+        // that window, which is what tells an orphan of ours from a key
+        // someone else made.
+        let intent = std::time::Instant::now();
         locked.plan.create_intent_at = Some(self.clock.system_now());
         locked.save()?;
         let user = locked.plan.user.clone();
-        let created = match self.iam.create_access_key(&user).await {
+        let budget = CREATE_ACCESS_KEY_TIMEOUT.saturating_sub(intent.elapsed());
+        if budget.is_zero() {
+            // Too late for the window the intent promises: no call at all.
+            locked.plan.create_intent_at = None;
+            locked.save()?;
+            return Err(EngineError::Refused(format!(
+                "saving the create intent took longer than {}s, so CreateAccessKey was not \
+                 called; nothing was created. Check the plans folder's storage and run again.",
+                CREATE_ACCESS_KEY_TIMEOUT.as_secs()
+            )));
+        }
+        let answer = tokio::time::timeout(budget, self.iam.create_access_key(&user))
+            .await
+            .unwrap_or_else(|_| {
+                Err(IamError::Unanswered {
+                    operation: "CreateAccessKey".into(),
+                    message: format!(
+                        "no answer within {}s of the create intent",
+                        CREATE_ACCESS_KEY_TIMEOUT.as_secs()
+                    ),
+                })
+            });
+        let created = match answer {
             Ok(created) => created,
             Err(error) => {
                 if error.is_definite() {
@@ -468,50 +558,6 @@ impl Engine<'_> {
         );
         locked.save()?;
         Ok(())
-    }
-
-    /// An "orphan" the destination already holds was delivered by a run
-    /// that died before recording it: applications (or, for self-rotate,
-    /// this very process's profile) may use it. It becomes the new key.
-    async fn adopt_if_delivered(
-        &self,
-        locked: &mut LockedPlan,
-        key_id: &str,
-        seen: &Observed,
-    ) -> Result<bool, EngineError> {
-        let plan = &locked.plan;
-        let Ok(destination) = Destination::of_plan(plan) else {
-            return Ok(false);
-        };
-        if self.deliver.held_key_id(&destination).await.as_deref() != Some(key_id) {
-            return Ok(false);
-        }
-        let Some(live) = seen
-            .keys
-            .as_ref()
-            .and_then(|keys| keys.iter().find(|k| k.id == key_id))
-        else {
-            return Ok(false);
-        };
-        if live.status != KeyStatus::Active {
-            return Ok(false);
-        }
-        locked.plan.new_key = Some(NewKey {
-            id: live.id.clone(),
-            created_at: live.created_at,
-        });
-        locked.plan.create_intent_at = None;
-        locked.plan.transition(
-            Phase::WaitForAdoption,
-            format!(
-                "found new key {} already delivered to {destination}: an earlier run was \
-                 interrupted before recording it; kept as the new key",
-                mask_key(key_id)
-            ),
-            &self.stamp(),
-        );
-        locked.save()?;
-        Ok(true)
     }
 
     /// Deactivates then deletes a key this plan owns: nothing active is
@@ -583,6 +629,8 @@ impl Engine<'_> {
             keys: Some(keys.clone()),
             old_use: None,
             new_use: None,
+            orphan_use: None,
+            delivered: None,
         };
         let mut done = Vec::new();
         if plan.phase != Phase::RolledBack {
@@ -631,22 +679,18 @@ impl Engine<'_> {
                 if keys.iter().any(|k| k.id == new_key.id) {
                     owned.push(new_key.id.clone());
                 }
-            } else if plan.create_intent_at.is_some() {
-                // An interrupted create may have left a key only this plan owns.
-                let probe = Plan {
-                    phase: Phase::CreateSecondKey,
-                    old_key: crate::plan::OldKey {
-                        status: keys
-                            .iter()
-                            .find(|k| k.id == plan.old_key.id)
-                            .map(|k| k.status)
-                            .unwrap_or(plan.old_key.status),
-                        ..plan.old_key.clone()
-                    },
-                    ..plan.clone()
-                };
-                if let Ok(Some(orphan)) = rotation::reconcile(&probe, &keys, seen.system_now) {
-                    owned.push(orphan);
+            } else if let Some(candidate) = rotation::orphan_candidate(plan, &keys) {
+                // An interrupted create may have left a key: deleted only
+                // when provably this plan's, as `run` would.
+                let used = self.last_used(&candidate.id).await?;
+                match rotation::not_provably_ours(plan, candidate, Some(&used)) {
+                    None => owned.push(candidate.id.clone()),
+                    Some(why) => done.push(format!(
+                        "kept key {} ({}): it is not provably this plan's ({why}); delete it \
+                         yourself if it is not needed",
+                        mask_key(&candidate.id),
+                        rotation::describe_candidate(candidate, Some(&used), seen.system_now),
+                    )),
                 }
             }
             for key_id in owned {
@@ -711,10 +755,13 @@ fn guard_named(plan: &Plan, key_id: &str) -> Result<(), EngineError> {
 }
 
 fn live_status(seen: &Observed, key_id: &str) -> Option<KeyStatus> {
+    live_key(seen, key_id).map(|k| k.status)
+}
+
+fn live_key<'s>(seen: &'s Observed, key_id: &str) -> Option<&'s LiveKey> {
     seen.keys
         .as_ref()
         .and_then(|keys| keys.iter().find(|k| k.id == key_id))
-        .map(|k| k.status)
 }
 
 /// Appends a last-used sample to the plan; `false` when nothing was read.
@@ -759,6 +806,11 @@ pub fn describe(plan: &Plan, step: &Step) -> String {
         Step::DeleteOrphan { key_id } => format!(
             "delete orphan key {} left by an interrupted create, then create again",
             mask_key(key_id)
+        ),
+        Step::AdoptDelivered { key_id } => format!(
+            "keep key {}, found delivered to {} after an interrupted create, as the new key",
+            mask_key(key_id),
+            plan.delivery
         ),
         Step::CreateKey => format!(
             "create a second access key and deliver it to {}",

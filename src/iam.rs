@@ -103,6 +103,14 @@ impl IamError {
     }
 }
 
+/// How long one CreateAccessKey call may take, from the moment its create
+/// intent is saved to giving up on its answer. The engine bounds the call by
+/// it whatever the [`Iam`] implementation, and the SDK one also sets it as
+/// the call's operation timeout (with no retry). A key that an unanswered
+/// call made was therefore created within this long after the intent (give
+/// or take clock skew): see [`crate::rotation::orphan_window`].
+pub const CREATE_ACCESS_KEY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// IAM and STS, as the rotation uses them.
 #[async_trait]
 pub trait Iam: Send + Sync {

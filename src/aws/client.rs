@@ -4,13 +4,16 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::config::retry::RetryConfig;
+use aws_sdk_iam::config::timeout::TimeoutConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::StatusType;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use zeroize::Zeroize;
 
-use crate::iam::{Caller, CreatedKey, Iam, IamError, LastUse, LiveKey, User};
+use crate::iam::{
+    Caller, CreatedKey, Iam, IamError, LastUse, LiveKey, User, CREATE_ACCESS_KEY_TIMEOUT,
+};
 use crate::plan::KeyStatus;
 
 /// IAM and STS clients built from one [`SdkConfig`].
@@ -198,8 +201,22 @@ impl Iam for AwsIam {
             // a retry after a lost answer turns "maybe created" into a
             // LimitExceeded that hides it. One attempt keeps the answer
             // honest; the engine's create intent covers the lost one.
+            //
+            // And a bounded wait: the SDK sets no operation or read timeout
+            // of its own (only connecting is bounded), so an unanswered call
+            // could otherwise hang for ever, and a key it made could carry
+            // any creation time. The orphan window is derived from this.
             .customize()
-            .config_override(aws_sdk_iam::Config::builder().retry_config(RetryConfig::disabled()))
+            .config_override(
+                aws_sdk_iam::Config::builder()
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .operation_timeout(CREATE_ACCESS_KEY_TIMEOUT)
+                            .operation_attempt_timeout(CREATE_ACCESS_KEY_TIMEOUT)
+                            .build(),
+                    ),
+            )
             .send()
             .await
             .map_err(|e| map_err("CreateAccessKey", e))?;

@@ -8,7 +8,7 @@ use std::path::Path;
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
-use super::{DeliverError, Destination};
+use super::{DeliverError, Destination, Held};
 use crate::atomic;
 use crate::iam::CreatedKey;
 
@@ -163,13 +163,26 @@ fn deliver_reading_back_with(
     }))
 }
 
-/// The key id in the CSV's data row, if the file is there and readable.
-pub(super) fn held_key_id(path: &Path) -> Option<String> {
-    let text = Zeroizing::new(fs::read_to_string(path).ok()?);
+/// The key id in the CSV's data row. A missing file, or one that is not
+/// such a CSV, holds no key (a delivery writes nothing else there); a file
+/// that cannot be read cannot tell.
+pub(super) fn held(path: &Path) -> Held {
+    let text = match fs::read(path) {
+        Ok(bytes) => {
+            let bytes = Zeroizing::new(bytes);
+            Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Held::Nothing,
+        Err(e) => return Held::Unknown(format!("cannot read {}: {e}", path.display())),
+    };
     let mut lines = text.lines();
-    (lines.next()? == HEADER).then_some(())?;
-    let id = lines.next()?.split(',').next()?;
-    Some(id.to_string())
+    if lines.next() != Some(HEADER) {
+        return Held::Nothing;
+    }
+    match lines.next().and_then(|row| row.split(',').next()) {
+        Some(id) if !id.is_empty() => Held::Key(id.to_string()),
+        _ => Held::Nothing,
+    }
 }
 
 pub(super) fn parent(path: &Path) -> &Path {

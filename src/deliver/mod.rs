@@ -252,14 +252,26 @@ pub trait Deliver: Send + Sync {
         key: &CreatedKey,
     ) -> Result<(), DeliverError>;
 
-    /// The access key id the destination holds now, where it can be read
-    /// locally (file, profile); `None` when it holds none or cannot say.
-    /// A run that dies between delivering a key and recording it leaves a
-    /// key that looks like an orphan: if the destination holds it, it was
-    /// delivered, and may already be in use, so it is kept, not deleted.
-    async fn held_key_id(&self, _destination: &Destination) -> Option<String> {
-        None
-    }
+    /// Which access key the destination holds now. A run that dies between
+    /// delivering a key and recording it leaves a key that looks like an
+    /// orphan: if the destination holds it, it was delivered and may
+    /// already be in use, so it is kept as the new key, not deleted. When
+    /// the destination cannot be read, the answer is [`Held::Unknown`],
+    /// and nothing may be deleted on the strength of it.
+    async fn held(&self, destination: &Destination) -> Held;
+}
+
+/// What a destination holds, as far as it can be told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// It names this access key id (the new key, the old one, another).
+    Key(String),
+    /// It holds no key: missing, empty, or not a document naming one.
+    Nothing,
+    /// It could not be read (access denied, the network, a file that does
+    /// not parse), or keeps nothing that can be read (stdout): whether it
+    /// holds a key is unknown. The reason is in the operator's words.
+    Unknown(String),
 }
 
 /// Creates `dir` (private) if needed and proves it takes a new file,
@@ -403,16 +415,47 @@ impl Deliverer {
     }
 }
 
+/// The key id profile `name` holds in the shared credentials file `path`.
+fn profile_held(name: &str, path: &std::path::Path) -> Held {
+    let text = match profile::read_file(path) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Held::Nothing,
+        Err(e) => {
+            return Held::Unknown(format!(
+                "cannot read the credentials file {}: {e}",
+                path.display()
+            ))
+        }
+    };
+    match profile::read_key(&text, name) {
+        Ok(Some(key)) => key.key_id.map(Held::Key).unwrap_or(Held::Nothing),
+        Ok(None) => Held::Nothing,
+        Err(e) => Held::Unknown(format!(
+            "cannot read profile {name} in the credentials file {}: {e}",
+            path.display()
+        )),
+    }
+}
+
 #[async_trait]
 impl Deliver for Deliverer {
-    async fn held_key_id(&self, destination: &Destination) -> Option<String> {
+    async fn held(&self, destination: &Destination) -> Held {
         match destination {
-            Destination::File(path) => file::held_key_id(path),
-            Destination::Profile { name, file } => {
-                let text = profile::read_file(file).ok()??;
-                profile::read_key(&text, name).ok()??.key_id
-            }
-            _ => None,
+            Destination::File(path) => file::held(path),
+            Destination::Profile { name, file } => profile_held(name, file),
+            Destination::SecretsManager(id) => match self.aws(destination) {
+                Ok(config) => secretsmanager::held(&secretsmanager::client(config, id), id).await,
+                Err(e) => Held::Unknown(e.to_string()),
+            },
+            Destination::Ssm(name) => match self.aws(destination) {
+                Ok(config) => ssm::held(&aws_sdk_ssm::Client::new(config), name).await,
+                Err(e) => Held::Unknown(e.to_string()),
+            },
+            Destination::Stdout => Held::Unknown(
+                "stdout keeps no copy of what was printed, so whether that run printed the \
+                 key's secret cannot be told"
+                    .into(),
+            ),
         }
     }
 

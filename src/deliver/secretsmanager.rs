@@ -9,7 +9,7 @@ use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::Client;
 use aws_types::region::Region;
 
-use super::{aws_failure, aws_message, json, DeliverError, Destination};
+use super::{aws_failure, aws_message, json, DeliverError, Destination, Held};
 use crate::iam::CreatedKey;
 
 /// What is needed on the secret, for messages.
@@ -143,6 +143,28 @@ async fn prove_readable(
                 )
             ),
         )),
+    }
+}
+
+/// The access key id the secret's AWSCURRENT version names, read as the
+/// read-back reads it; the value is wiped at once.
+pub(super) async fn held(client: &Client, secret_id: &str) -> Held {
+    match client.get_secret_value().secret_id(secret_id).send().await {
+        Ok(mut out) => {
+            drop(zeroize::Zeroizing::new(
+                out.secret_binary
+                    .take()
+                    .map(|b| b.into_inner())
+                    .unwrap_or_default(),
+            ));
+            let value = zeroize::Zeroizing::new(out.secret_string.take().unwrap_or_default());
+            json::key_id_of(&value)
+                .map(Held::Key)
+                .unwrap_or(Held::Nothing)
+        }
+        // No such secret, or no AWSCURRENT version yet.
+        Err(e) if e.code() == Some("ResourceNotFoundException") => Held::Nothing,
+        Err(e) => Held::Unknown(aws_message("GetSecretValue", &e, PERMISSIONS, &[])),
     }
 }
 

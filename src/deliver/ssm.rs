@@ -6,7 +6,7 @@ use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType};
 use aws_sdk_ssm::Client;
 
-use super::{aws_failure, aws_message, json, DeliverError, Destination};
+use super::{aws_failure, aws_message, json, DeliverError, Destination, Held};
 use crate::iam::CreatedKey;
 
 /// What is needed on the parameter, for messages.
@@ -151,6 +151,37 @@ async fn kms_key_id(
                  (`aws ssm describe-parameters`) and run again",
             )
         })
+}
+
+/// The access key id the parameter names, read with decryption as the
+/// read-back reads it; the value is wiped at once.
+pub(super) async fn held(client: &Client, name: &str) -> Held {
+    match client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+    {
+        Ok(mut out) => {
+            let value = zeroize::Zeroizing::new(
+                out.parameter
+                    .as_mut()
+                    .and_then(|p| p.value.take())
+                    .unwrap_or_default(),
+            );
+            json::key_id_of(&value)
+                .map(Held::Key)
+                .unwrap_or(Held::Nothing)
+        }
+        Err(e) if e.code() == Some("ParameterNotFound") => Held::Nothing,
+        Err(e) => Held::Unknown(aws_message(
+            "GetParameter with decryption",
+            &e,
+            PERMISSIONS,
+            &[],
+        )),
+    }
 }
 
 pub(super) async fn check(

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
-use crate::deliver::{Deliver, DeliverError, Destination};
+use crate::deliver::{Deliver, DeliverError, Destination, Held};
 use crate::engine::{Outcome, RunOptions};
 use crate::iam::{Caller, CreatedKey, Iam, IamError, LastUse, LiveKey, User};
 use crate::plan::{KeyStatus, Phase, PlanStore, Stamp};
@@ -42,6 +42,13 @@ impl Deliver for NullDeliver {
     ) -> Result<(), DeliverError> {
         self.delivered.lock().unwrap().push(key.id.clone());
         Ok(())
+    }
+
+    async fn held(&self, _destination: &Destination) -> Held {
+        match self.delivered.lock().unwrap().last() {
+            Some(id) => Held::Key(id.clone()),
+            None => Held::Nothing,
+        }
     }
 }
 

@@ -6,15 +6,22 @@ pub mod policy;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::iam::{LastUse, LiveKey};
+use crate::deliver::Held;
+use crate::iam::{LastUse, LiveKey, CREATE_ACCESS_KEY_TIMEOUT};
 use crate::plan::{mask_key, KeyStatus, Phase, Plan};
 
-/// A key created this long before the recorded create intent (clock skew
-/// between this machine and IAM) can still be the intent's orphan.
-pub const ORPHAN_SKEW_BEFORE: Duration = Duration::minutes(5);
-/// A key created this long after the intent cannot have come from the
-/// interrupted CreateAccessKey call (the SDK gives up well before).
-pub const ORPHAN_WINDOW_AFTER: Duration = Duration::minutes(15);
+/// How far IAM's clock (which stamps a key's creation) and this machine's
+/// (which stamps the create intent) may disagree, either way.
+pub const ORPHAN_SKEW: Duration = Duration::minutes(1);
+
+/// When the unanswered CreateAccessKey of an intent saved at `intent` can
+/// have made its key, both ends included: from the intent's save to the
+/// call's timeout ([`CREATE_ACCESS_KEY_TIMEOUT`]), widened by
+/// [`ORPHAN_SKEW`] on each side.
+pub fn orphan_window(intent: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let timeout = Duration::milliseconds(CREATE_ACCESS_KEY_TIMEOUT.as_millis() as i64);
+    (intent - ORPHAN_SKEW, intent + timeout + ORPHAN_SKEW)
+}
 
 /// What the engine saw just now.
 #[derive(Clone, Debug)]
@@ -31,6 +38,12 @@ pub struct Observed {
     pub old_use: Option<LastUse>,
     /// Last use of the new key, when it was fetched.
     pub new_use: Option<LastUse>,
+    /// Last use of the [`orphan_candidate`], when there is one (and the
+    /// destination does not hold it).
+    pub orphan_use: Option<LastUse>,
+    /// What the plan's destination holds, read when there is an
+    /// [`orphan_candidate`].
+    pub delivered: Option<Held>,
 }
 
 /// The one next thing to do.
@@ -52,15 +65,23 @@ pub enum Decision {
     /// The credentials in use belong to another account: nothing may be
     /// touched, and the plan itself is fine.
     WrongAccount { reason: String },
+    /// What was read does not tell what is safe (a destination that could
+    /// not be read): nothing is done, the run fails, and the next run
+    /// reads again.
+    Unsure { reason: String },
     /// An AWS write or a plan transition, due now.
     Act(Step),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// A key created by an interrupted CreateAccessKey whose secret may be
-    /// lost: delete it, then create again.
+    /// A key provably made by this plan's interrupted CreateAccessKey
+    /// (created in its window, never used), whose secret never reached the
+    /// destination: delete it, then create again.
     DeleteOrphan { key_id: String },
+    /// The key of an interrupted CreateAccessKey that the destination
+    /// holds: it was delivered before the run died, so it is the new key.
+    AdoptDelivered { key_id: String },
     /// Record the intent, CreateAccessKey, deliver the secret, record the key.
     CreateKey,
     /// A transition that needs no AWS write.
@@ -131,12 +152,10 @@ pub fn decide(plan: &Plan, seen: &Observed) -> Decision {
             ),
         };
     };
-    let orphan = match reconcile(plan, keys, seen.system_now) {
-        Ok(orphan) => orphan,
-        Err(reason) => return Decision::Block { reason },
-    };
-    if let Some(key_id) = orphan {
-        return Decision::Act(Step::DeleteOrphan { key_id });
+    match reconcile(plan, keys, seen) {
+        Ok(None) => {}
+        Ok(Some(step)) => return Decision::Act(step),
+        Err(decision) => return decision,
     }
     let no_use = LastUse::default();
     let old_use = seen.old_use.as_ref().unwrap_or(&no_use);
@@ -311,13 +330,184 @@ fn missing_new_key(plan: &Plan) -> Decision {
     }
 }
 
-/// Compares the live keys with the plan. `Err`: drift, with the reason.
-/// `Ok(Some(id))`: the orphan of an interrupted create, safe to delete.
-pub fn reconcile(
-    plan: &Plan,
-    keys: &[LiveKey],
+/// Compares the live keys with the plan. `Err`: drift (a block, with the
+/// reason) or a destination that could not be read (unsure). `Ok(Some)`:
+/// what to do with the key of an interrupted create, adopt it or delete it.
+pub fn reconcile(plan: &Plan, keys: &[LiveKey], seen: &Observed) -> Result<Option<Step>, Decision> {
+    let compared = reconcile_keys(plan, keys).map_err(|reason| Decision::Block { reason })?;
+    if !compared {
+        return Ok(None);
+    }
+    let known = |k: &&LiveKey| {
+        k.id == plan.old_key.id || plan.new_key.as_ref().is_some_and(|n| n.id == k.id)
+    };
+    let Some(stranger) = keys.iter().find(|k| !known(k)) else {
+        return Ok(None);
+    };
+    if plan.phase == Phase::CreateSecondKey {
+        if let Some(candidate) = orphan_candidate(plan, keys) {
+            return judge_orphan(plan, candidate, seen).map(Some);
+        }
+    }
+    Err(Decision::Block {
+        reason: format!(
+            "user {user} has a key iam-rotate does not know: {} ({}, created {}). iam-rotate \
+             never touches a key its plan does not name. Find out who created it; if it is not \
+             needed, delete it yourself (`aws iam delete-access-key --user-name {user} \
+             --access-key-id {}`), then run `iam-rotate run --retry-blocked {user}`.",
+            mask_key(&stranger.id),
+            stranger.status,
+            stamp(stranger.created_at),
+            stranger.id,
+            user = plan.user,
+        ),
+    })
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The one key an unanswered CreateAccessKey of this plan can have made:
+/// the plan records a create intent and no new key, and IAM lists exactly
+/// one key besides the old one. Whether it really is that key is for
+/// [`not_provably_ours`] and the destination to say.
+pub fn orphan_candidate<'k>(plan: &Plan, keys: &'k [LiveKey]) -> Option<&'k LiveKey> {
+    if plan.new_key.is_some() || plan.create_intent_at.is_none() {
+        return None;
+    }
+    let mut others = keys.iter().filter(|k| k.id != plan.old_key.id);
+    let first = others.next()?;
+    others.next().is_none().then_some(first)
+}
+
+/// Why `key` is not provably the key of this plan's interrupted create,
+/// or `None` when it is: it was created within the call's
+/// [`orphan_window`] and has never been used (`used` is its
+/// GetAccessKeyLastUsed; `None` when it was not read, which proves
+/// nothing). Such a key's secret reached no one, so deleting it harms no
+/// one; any other key may be someone else's.
+pub fn not_provably_ours(plan: &Plan, key: &LiveKey, used: Option<&LastUse>) -> Option<String> {
+    let Some(intent) = plan.create_intent_at else {
+        return Some("the plan records no interrupted CreateAccessKey".into());
+    };
+    let (start, end) = orphan_window(intent);
+    let side = if key.created_at < start {
+        "before"
+    } else if key.created_at > end {
+        "after"
+    } else {
+        return match used {
+            None => Some("its last use could not be read".into()),
+            Some(LastUse { at: Some(at), .. }) => Some(format!(
+                "it was created in the window of that call, but it has been used (last {}), and \
+                 the key of an interrupted create has a secret that reached no one: something \
+                 else holds this key",
+                stamp(*at)
+            )),
+            Some(_) => None,
+        };
+    };
+    Some(format!(
+        "it was created {}, {side} the window in which this plan's interrupted CreateAccessKey \
+         can have made its key: {} to {} (the intent saved {}, the call's {}s timeout, and {}s of \
+         clock skew either side)",
+        stamp(key.created_at),
+        stamp(start),
+        stamp(end),
+        stamp(intent),
+        CREATE_ACCESS_KEY_TIMEOUT.as_secs(),
+        ORPHAN_SKEW.num_seconds(),
+    ))
+}
+
+/// A candidate key in a few words: "Active, created …, never used".
+pub fn describe_candidate(
+    key: &LiveKey,
+    used: Option<&LastUse>,
     system_now: DateTime<Utc>,
-) -> Result<Option<String>, String> {
+) -> String {
+    let used = match used {
+        Some(u) if u.at.is_some() => format!("last used {}", u.describe(system_now)),
+        Some(_) => "never used".into(),
+        None => "last use unknown".into(),
+    };
+    format!("{}, created {}, {used}", key.status, stamp(key.created_at))
+}
+
+/// The key of an interrupted create: kept when the destination holds it,
+/// deleted when it is provably ours, else left to a person.
+fn judge_orphan(plan: &Plan, key: &LiveKey, seen: &Observed) -> Result<Step, Decision> {
+    let user = &plan.user;
+    let masked = mask_key(&key.id);
+    match &seen.delivered {
+        Some(Held::Key(id)) if *id == key.id => {
+            if key.status == KeyStatus::Active {
+                return Ok(Step::AdoptDelivered {
+                    key_id: key.id.clone(),
+                });
+            }
+            return Err(Decision::Block {
+                reason: format!(
+                    "the key {masked} (created {}), left by this plan's interrupted \
+                     CreateAccessKey, was delivered to {} but is {} in IAM: someone changed it \
+                     outside iam-rotate. To keep it as the new key, reactivate it (`aws iam \
+                     update-access-key --user-name {user} --access-key-id {} --status Active`); \
+                     to start over, delete it (`aws iam delete-access-key --user-name {user} \
+                     --access-key-id {}`). Then run `iam-rotate run --retry-blocked {user}`.",
+                    stamp(key.created_at),
+                    plan.delivery,
+                    key.status,
+                    key.id,
+                    key.id
+                ),
+            });
+        }
+        Some(Held::Key(_)) | Some(Held::Nothing) => {}
+        unknown => {
+            let why = match unknown {
+                Some(Held::Unknown(why)) => why.as_str(),
+                _ => "it was not read",
+            };
+            return Err(Decision::Unsure {
+                reason: format!(
+                    "could not tell whether the key {masked} (created {}), left by this plan's \
+                     interrupted CreateAccessKey, was delivered to {} before that run stopped: \
+                     {why}. Nothing was deleted: a delivered key may already be in use. Fix \
+                     what stops the read and run again; if you know its secret was never \
+                     delivered, delete the key yourself (`aws iam delete-access-key --user-name \
+                     {user} --access-key-id {}`) and run again.",
+                    stamp(key.created_at),
+                    plan.delivery,
+                    key.id
+                ),
+            });
+        }
+    }
+    let Some(why) = not_provably_ours(plan, key, seen.orphan_use.as_ref()) else {
+        return Ok(Step::DeleteOrphan {
+            key_id: key.id.clone(),
+        });
+    };
+    Err(Decision::Block {
+        reason: format!(
+            "user {user} has a key iam-rotate does not know: {masked} ({}). \
+             It is not provably the key of this plan's interrupted CreateAccessKey: {why}. \
+             iam-rotate deletes only a key that is provably its own and never touches one that \
+             may be someone else's. Find out who created it (CloudTrail: CreateAccessKey for \
+             user {user}) and what uses it; if it is not needed, delete it yourself (`aws iam \
+             delete-access-key --user-name {user} --access-key-id {}`), then run `iam-rotate \
+             run --retry-blocked {user}`.",
+            describe_candidate(key, seen.orphan_use.as_ref(), seen.system_now),
+            key.id
+        ),
+    })
+}
+
+/// The old and new keys against the plan; `Err`: drift, with the reason.
+/// `Ok(false)`: the old key is gone by the plan's own interrupted delete,
+/// and there is nothing more to compare.
+fn reconcile_keys(plan: &Plan, keys: &[LiveKey]) -> Result<bool, String> {
     let user = &plan.user;
     let old = mask_key(&plan.old_key.id);
     let old_live = keys.iter().find(|k| k.id == plan.old_key.id);
@@ -330,7 +520,7 @@ pub fn reconcile(
     };
     let Some(old_live) = old_live else {
         if interrupted_step {
-            return Ok(None);
+            return Ok(false);
         }
         return Err(format!(
             "the old key {old} no longer exists on user {user}, although the plan is in {}. \
@@ -370,35 +560,7 @@ pub fn reconcile(
             Some(_) => {}
         }
     }
-    let known = |k: &&LiveKey| {
-        k.id == plan.old_key.id || plan.new_key.as_ref().is_some_and(|n| n.id == k.id)
-    };
-    let unknown: Vec<&LiveKey> = keys.iter().filter(|k| !known(k)).collect();
-    let Some(stranger) = unknown.first() else {
-        return Ok(None);
-    };
-    if let (Phase::CreateSecondKey, None, Some(intent)) =
-        (plan.phase, &plan.new_key, plan.create_intent_at)
-    {
-        let window_start = intent - ORPHAN_SKEW_BEFORE;
-        let window_end = (intent + ORPHAN_WINDOW_AFTER).min(system_now + ORPHAN_SKEW_BEFORE);
-        if unknown.len() == 1
-            && stranger.created_at >= window_start
-            && stranger.created_at <= window_end
-        {
-            return Ok(Some(stranger.id.clone()));
-        }
-    }
-    Err(format!(
-        "user {user} has a key iam-rotate does not know: {} ({}, created {}). iam-rotate never \
-         touches a key its plan does not name. Find out who created it; if it is not needed, \
-         delete it yourself (`aws iam delete-access-key --user-name {user} --access-key-id {}`), \
-         then run `iam-rotate run --retry-blocked {user}`.",
-        mask_key(&stranger.id),
-        stranger.status,
-        stranger.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
-        stranger.id
-    ))
+    Ok(true)
 }
 
 /// For `status` and `show`, from the plan alone (no AWS call): what happens

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::clock::{Clock, ManualClock};
-use crate::deliver::{Deliver, DeliverError, Destination};
+use crate::deliver::{Deliver, DeliverError, Destination, Held};
 use crate::engine::{Engine, EngineError, Outcome, RunOptions, RunReport};
 use crate::iam::{CreatedKey, Iam};
 use crate::plan::{KeyStatus, Phase, Plan, PlanStore, Stamp};
@@ -24,6 +24,8 @@ struct TestDeliver {
     delivered: Mutex<Vec<String>>,
     fail_check: Mutex<bool>,
     fail_deliver: Mutex<bool>,
+    /// What the destination holds, when not the last key delivered.
+    held: Mutex<Option<Held>>,
 }
 
 #[async_trait]
@@ -47,8 +49,14 @@ impl Deliver for TestDeliver {
         Ok(())
     }
 
-    async fn held_key_id(&self, _destination: &Destination) -> Option<String> {
-        self.delivered.lock().unwrap().last().cloned()
+    async fn held(&self, _destination: &Destination) -> Held {
+        match &*self.held.lock().unwrap() {
+            Some(held) => held.clone(),
+            None => match self.delivered.lock().unwrap().last() {
+                Some(id) => Held::Key(id.clone()),
+                None => Held::Nothing,
+            },
+        }
     }
 }
 
@@ -893,4 +901,294 @@ async fn a_user_never_deletes_the_new_key_it_is_signed_in_with() {
     assert_eq!(w.sim.writes().len(), writes);
     assert_eq!(w.statuses("yan").len(), 2);
     assert_eq!(w.statuses("yan")[0], (old, KeyStatus::Active));
+}
+
+/// The orphan rule, in the pure core: a plan with an unanswered create
+/// intent at `intent`, and IAM holding the old key plus `candidate`.
+mod orphans {
+    use super::*;
+    use crate::iam::{LastUse, LiveKey};
+    use crate::rotation::{decide, orphan_window, Decision, Observed, Step, ORPHAN_SKEW};
+
+    const CANDIDATE: &str = "AKIACANDIDATE0000001";
+
+    async fn planned() -> (World, Plan) {
+        let w = World::new();
+        w.user("oona");
+        w.plan("oona").await;
+        let mut plan = w.load("oona");
+        plan.create_intent_at = Some(start());
+        (w, plan)
+    }
+
+    fn seen(
+        plan: &Plan,
+        created_at: DateTime<Utc>,
+        used: Option<DateTime<Utc>>,
+        delivered: Held,
+    ) -> Observed {
+        let now = start() + Duration::minutes(10);
+        Observed {
+            now,
+            system_now: now,
+            caller_account: ACCOUNT.into(),
+            keys: Some(vec![
+                LiveKey {
+                    id: plan.old_key.id.clone(),
+                    status: KeyStatus::Active,
+                    created_at: plan.old_key.created_at,
+                },
+                LiveKey {
+                    id: CANDIDATE.into(),
+                    status: KeyStatus::Active,
+                    created_at,
+                },
+            ]),
+            old_use: None,
+            new_use: None,
+            orphan_use: Some(LastUse {
+                at: used,
+                service: used.map(|_| "sts".to_string()),
+                region: used.map(|_| "us-east-1".to_string()),
+            }),
+            delivered: Some(delivered),
+        }
+    }
+
+    fn deletes(decision: &Decision) -> bool {
+        *decision
+            == Decision::Act(Step::DeleteOrphan {
+                key_id: CANDIDATE.into(),
+            })
+    }
+
+    fn block_reason(decision: Decision) -> String {
+        match decision {
+            Decision::Block { reason } => reason,
+            other => panic!("expected a block, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_window_runs_from_the_intent_to_the_calls_timeout_with_a_minute_of_skew() {
+        let intent = start();
+        let timeout = Duration::seconds(crate::iam::CREATE_ACCESS_KEY_TIMEOUT.as_secs() as i64);
+        assert_eq!(ORPHAN_SKEW, Duration::minutes(1));
+        assert_eq!(
+            orphan_window(intent),
+            (intent - ORPHAN_SKEW, intent + timeout + ORPHAN_SKEW)
+        );
+    }
+
+    #[tokio::test]
+    async fn inside_the_window_and_never_used_is_deleted() {
+        let (_w, plan) = planned().await;
+        let decision = decide(
+            &plan,
+            &seen(&plan, start() + Duration::seconds(2), None, Held::Nothing),
+        );
+        assert!(deletes(&decision), "{decision:?}");
+        // The destination holding the old key (or another) changes nothing.
+        let old = Held::Key(plan.old_key.id.clone());
+        let decision = decide(
+            &plan,
+            &seen(&plan, start() + Duration::seconds(2), None, old),
+        );
+        assert!(deletes(&decision), "{decision:?}");
+    }
+
+    #[tokio::test]
+    async fn inside_the_window_but_used_blocks_naming_the_key() {
+        let (_w, plan) = planned().await;
+        let created = start() + Duration::seconds(5);
+        let used = start() + Duration::minutes(2);
+        let reason = block_reason(decide(
+            &plan,
+            &seen(&plan, created, Some(used), Held::Nothing),
+        ));
+        for words in [
+            "AKIA…0001",
+            "created 2026-03-02T09:00:05Z",
+            "last used",
+            "2026-03-02T09:02:00Z",
+            "not provably",
+            "--retry-blocked oona",
+            &format!("--access-key-id {CANDIDATE}"),
+        ] {
+            assert!(reason.contains(words), "{words:?} in {reason}");
+        }
+    }
+
+    #[tokio::test]
+    async fn created_after_the_window_blocks_even_unused() {
+        let (_w, plan) = planned().await;
+        let reason = block_reason(decide(
+            &plan,
+            &seen(&plan, start() + Duration::minutes(10), None, Held::Nothing),
+        ));
+        assert!(reason.contains("AKIA…0001"), "{reason}");
+        assert!(reason.contains("never used"), "{reason}");
+        assert!(reason.contains("after the window"), "{reason}");
+        assert!(reason.contains("2026-03-02T09:01:30Z"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn the_bounds_of_the_window_are_inside_it_and_a_second_beyond_is_not() {
+        let (_w, plan) = planned().await;
+        let (first, last) = orphan_window(start());
+        assert_eq!(first, start() - Duration::seconds(60));
+        assert_eq!(last, start() + Duration::seconds(90));
+        for (created, inside) in [
+            (first, true),
+            (last, true),
+            (first - Duration::seconds(1), false),
+            (last + Duration::seconds(1), false),
+        ] {
+            let decision = decide(&plan, &seen(&plan, created, None, Held::Nothing));
+            assert_eq!(deletes(&decision), inside, "{created}: {decision:?}");
+            if !inside {
+                let reason = block_reason(decision);
+                let side = if created < first {
+                    "before the window"
+                } else {
+                    "after the window"
+                };
+                assert!(reason.contains(side), "{reason}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_the_destination_holds_is_adopted_wherever_and_however_used() {
+        let (_w, plan) = planned().await;
+        let held = Held::Key(CANDIDATE.into());
+        for (created, used) in [
+            (start() + Duration::seconds(3), None),
+            (
+                start() + Duration::seconds(3),
+                Some(start() + Duration::minutes(1)),
+            ),
+            (start() + Duration::hours(3), None),
+        ] {
+            assert_eq!(
+                decide(&plan, &seen(&plan, created, used, held.clone())),
+                Decision::Act(Step::AdoptDelivered {
+                    key_id: CANDIDATE.into()
+                })
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_destination_that_cannot_be_read_deletes_nothing() {
+        let (_w, plan) = planned().await;
+        let mut observed = seen(
+            &plan,
+            start() + Duration::seconds(3),
+            None,
+            Held::Unknown("GetSecretValue failed (AccessDeniedException: no)".into()),
+        );
+        match decide(&plan, &observed) {
+            Decision::Unsure { reason } => {
+                assert!(reason.contains("AKIA…0001"), "{reason}");
+                assert!(reason.contains("AccessDeniedException"), "{reason}");
+                assert!(reason.contains("Nothing was deleted"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not read at all is no better.
+        observed.delivered = None;
+        assert!(matches!(decide(&plan, &observed), Decision::Unsure { .. }));
+        // Nor is a last use that was not read.
+        observed.delivered = Some(Held::Nothing);
+        observed.orphan_use = None;
+        let reason = block_reason(decide(&plan, &observed));
+        assert!(reason.contains("could not be read"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_delivered_key_someone_deactivated_blocks() {
+        let (_w, plan) = planned().await;
+        let mut observed = seen(
+            &plan,
+            start() + Duration::seconds(3),
+            None,
+            Held::Key(CANDIDATE.into()),
+        );
+        observed.keys.as_mut().unwrap()[1].status = KeyStatus::Inactive;
+        let reason = block_reason(decide(&plan, &observed));
+        assert!(reason.contains("Inactive"), "{reason}");
+        assert!(reason.contains("AKIA…0001"), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn an_orphan_someone_used_is_kept_and_blocks_the_plan() {
+    let w = World::new();
+    let old = w.user("uma");
+    w.plan("uma").await;
+    w.sim.lose_next_create_response();
+    w.run_with("uma", RunOptions::default()).await.unwrap_err();
+    let orphan = w
+        .statuses("uma")
+        .into_iter()
+        .find(|(id, _)| *id != old)
+        .unwrap()
+        .0;
+    w.advance(Duration::minutes(1));
+    w.sim.use_key(&orphan, "s3", "eu-west-1");
+    let writes = w.sim.writes().len();
+    let reason = blocked(&w.run("uma").await);
+    assert!(reason.contains(&crate::plan::mask_key(&orphan)), "{reason}");
+    assert!(reason.contains("last used"), "{reason}");
+    assert_eq!(w.sim.writes().len(), writes, "nothing touched");
+    assert_eq!(w.statuses("uma").len(), 2);
+    // rollback --delete-new keeps it too, and says so.
+    let report = w.rollback("uma", true).await.unwrap();
+    assert_eq!(report.phase, Phase::RolledBack);
+    assert!(
+        report.actions[0].contains("kept key") && report.actions[0].contains("not provably"),
+        "{report:?}"
+    );
+    assert_eq!(w.sim.writes().len(), writes, "nothing touched");
+    assert_eq!(w.statuses("uma").len(), 2);
+}
+
+#[tokio::test]
+async fn rollback_with_delete_new_deletes_an_orphan_that_is_provably_ours() {
+    let w = World::new();
+    let old = w.user("ulf");
+    w.plan("ulf").await;
+    w.sim.lose_next_create_response();
+    w.run_with("ulf", RunOptions::default()).await.unwrap_err();
+    assert_eq!(w.statuses("ulf").len(), 2);
+    w.rollback("ulf", true).await.unwrap();
+    assert_eq!(w.statuses("ulf"), vec![(old, KeyStatus::Active)]);
+}
+
+#[tokio::test]
+async fn an_orphan_at_an_unreadable_destination_is_left_and_the_run_fails() {
+    let w = World::new();
+    let old = w.user("una");
+    w.plan("una").await;
+    w.sim.lose_next_create_response();
+    w.run_with("una", RunOptions::default()).await.unwrap_err();
+    *w.deliver.held.lock().unwrap() = Some(Held::Unknown("the network is down (test)".into()));
+    let writes = w.sim.writes().len();
+    let err = w
+        .run_with("una", RunOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("could not tell"), "{err}");
+    assert!(err.contains("the network is down"), "{err}");
+    assert_eq!(w.sim.writes().len(), writes, "nothing deleted");
+    let plan = w.load("una");
+    assert_eq!(plan.phase, Phase::CreateSecondKey);
+    assert!(plan.create_intent_at.is_some());
+    // Once it can be read, the orphan goes and the key is made again.
+    *w.deliver.held.lock().unwrap() = None;
+    assert_eq!(w.run("una").await.phase, Phase::WaitForAdoption);
+    assert_eq!(w.statuses("una").len(), 2);
+    assert_eq!(w.statuses("una")[0], (old, KeyStatus::Active));
 }

@@ -8,6 +8,7 @@ mod faults;
 mod fleet;
 mod harness;
 mod lifecycle;
+mod orphans;
 mod proxy;
 mod safety;
 mod self_safety;

@@ -38,6 +38,12 @@ pub struct Faults {
     /// far by action. It stands in for permissions moto does not enforce,
     /// such as kms:Decrypt.
     pub deny: Option<DenyRule>,
+    /// Every request this returns true for (same arguments as `deny`) is
+    /// forwarded, then its answer held back for `hold_for`: a call that
+    /// took effect but hangs, such as a read-back, for a kill to land in.
+    /// Each one counts as `held` in [`Proxy::injected`] once it is held.
+    pub hold: Option<DenyRule>,
+    pub hold_for: Duration,
 }
 
 #[derive(Default)]
@@ -232,6 +238,12 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
                 .and_then(|v| v["KeyId"].as_str().map(str::to_string));
             shared.lock().unwrap().put_parameter_key_ids.push(key_id);
         }
+        let held = {
+            let s = shared.lock().unwrap();
+            s.faults
+                .hold
+                .is_some_and(|hold| hold(&request.action, &request.body, &s.forwarded))
+        };
         let fault = pick_fault(shared, &request.action);
         match fault {
             Some("throttle") => {
@@ -280,6 +292,14 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
             .or_default() += 1;
         if request.action == "CreateAccessKey" {
             let wait = shared.lock().unwrap().faults.slow_create_answer;
+            std::thread::sleep(wait);
+        }
+        if held {
+            let wait = {
+                let mut s = shared.lock().unwrap();
+                *s.injected.entry("held").or_default() += 1;
+                s.faults.hold_for
+            };
             std::thread::sleep(wait);
         }
         if fault == Some("lose_create") {
