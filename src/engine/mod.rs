@@ -1,0 +1,265 @@
+//! The driver, and the only place that turns decisions into AWS calls and
+//! plan saves: observe IAM, ask [`rotation::decide`], carry the decision
+//! out, record it in the plan, save, and ask again, until the plan waits,
+//! blocks or finishes. Every change to a plan is saved before the next AWS
+//! call, so a crash at any point leaves a plan that says what was done.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::clock::Clock;
+use crate::deliver::{Deliver, DeliverError};
+use crate::iam::{Caller, Iam, IamError};
+use crate::plan::store::PlanError;
+use crate::plan::{mask_key, LockedPlan, Phase, Plan, Stamp};
+use crate::rotation::{self, Decision, Observed, Step};
+
+mod observe;
+mod rollback;
+mod steps;
+
+use observe::record_observation;
+
+/// A generous bound on steps in one run; a full rotation takes seven.
+const MAX_STEPS: usize = 32;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(
+        "{0}. Nothing was created; fix the destination (or `delivery:` in the plan) and run again."
+    )]
+    DeliveryCheck(DeliverError),
+    #[error("{error}. The new key {key} was deleted again, since its secret cannot be recovered; the plan stays in create_second_key. Fix the destination and run again.")]
+    DeliveryFailed { error: DeliverError, key: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// How one plan ended this run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done or rolled back; nothing more will ever happen.
+    Finished,
+    /// The next step is not due; AWS was left alone.
+    Waiting {
+        until: Option<DateTime<Utc>>,
+        reason: String,
+        next: String,
+    },
+    /// A person must act.
+    Blocked { reason: String },
+    /// The credentials belong to another account; nothing was touched.
+    WrongAccount { reason: String },
+    /// `--dry-run`: what would happen next.
+    WouldAct { step: String },
+}
+
+/// What one run did to one plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub user: String,
+    pub account: String,
+    pub phase: Phase,
+    /// The actions taken, in order, as recorded in history.
+    pub actions: Vec<String>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub retry_blocked: bool,
+}
+
+/// Carries decisions out for one caller.
+pub struct Engine<'a> {
+    pub iam: &'a dyn Iam,
+    pub clock: &'a dyn Clock,
+    pub deliver: &'a dyn Deliver,
+    /// STS GetCallerIdentity, taken once per process.
+    pub caller: Caller,
+}
+
+impl Engine<'_> {
+    pub(super) fn stamp(&self) -> Stamp {
+        Stamp {
+            at: self.clock.now(),
+            actor: self.caller.arn.clone(),
+            clock: self.clock.note(),
+        }
+    }
+
+    /// Takes the plan through every step that is due now.
+    pub async fn run(
+        &self,
+        locked: &mut LockedPlan,
+        options: RunOptions,
+    ) -> Result<RunReport, EngineError> {
+        let history_before = locked.plan.history.len();
+        let result = self.run_inner(locked, options).await;
+        let actions = locked.plan.history[history_before.min(locked.plan.history.len())..]
+            .iter()
+            .map(|h| h.action.clone())
+            .collect();
+        match result {
+            Ok(outcome) => {
+                if !options.dry_run && locked.plan.last_error.take().is_some() {
+                    locked.save()?;
+                }
+                Ok(RunReport {
+                    user: locked.plan.user.clone(),
+                    account: locked.plan.account.clone(),
+                    phase: locked.plan.phase,
+                    actions,
+                    outcome,
+                })
+            }
+            Err(error) => {
+                if !options.dry_run {
+                    // Keep the failure on the plan for `status`; the error
+                    // itself goes back to the caller either way.
+                    locked.plan.last_error = Some(error.to_string());
+                    let _ = locked.save();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn run_inner(
+        &self,
+        locked: &mut LockedPlan,
+        options: RunOptions,
+    ) -> Result<Outcome, EngineError> {
+        let mut rebaseline = false;
+        if locked.plan.phase == Phase::Blocked && options.retry_blocked {
+            if self.caller.account != locked.plan.account {
+                return Ok(Outcome::WrongAccount {
+                    reason: wrong_account(&locked.plan, &self.caller),
+                });
+            }
+            if options.dry_run {
+                return Ok(Outcome::WouldAct {
+                    step: "leave blocked and re-check the guards".into(),
+                });
+            }
+            rebaseline = locked.plan.blocked_in == Some(Phase::Verify);
+            locked.plan.unblock(&self.stamp());
+            locked.save()?;
+        }
+        // An observation that is still good for the plan's phase: taken in
+        // this run and followed only by a plan-only transition or by our own
+        // CreateAccessKey, so it is reused instead of asking IAM again.
+        let mut carried: Option<Observed> = None;
+        for _ in 0..MAX_STEPS {
+            let mut unsaved = false;
+            let seen = match carried.take() {
+                Some(seen) => seen,
+                None => {
+                    let seen = self.observe(&locked.plan).await?;
+                    if !options.dry_run {
+                        unsaved = record_observation(&mut locked.plan, &seen);
+                        if rebaseline && locked.plan.phase == Phase::Verify {
+                            rebaseline = false;
+                            unsaved = true;
+                            let baseline = seen.old_use.as_ref().and_then(|u| u.at);
+                            locked.plan.old_key.last_used_at_deactivation = baseline;
+                            locked.plan.record(
+                                format!(
+                                    "verification restarted; old key's last use {} taken as the \
+                                     new baseline",
+                                    baseline
+                                        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                                        .unwrap_or_else(|| "(never)".into())
+                                ),
+                                &self.stamp(),
+                            );
+                        }
+                    }
+                    seen
+                }
+            };
+            let decision = rotation::decide(&locked.plan, &seen);
+            let step = match decision {
+                Decision::Finished => return Ok(Outcome::Finished),
+                Decision::WrongAccount { reason } => return Ok(Outcome::WrongAccount { reason }),
+                Decision::Unsure { reason } => {
+                    if !options.dry_run && unsaved {
+                        locked.save()?;
+                    }
+                    return Err(EngineError::Refused(reason));
+                }
+                Decision::Wait {
+                    until,
+                    reason,
+                    next,
+                } => {
+                    if !options.dry_run && unsaved {
+                        locked.save()?;
+                    }
+                    return Ok(Outcome::Waiting {
+                        until,
+                        reason,
+                        next,
+                    });
+                }
+                Decision::Block { reason } => {
+                    if !options.dry_run && locked.plan.phase != Phase::Blocked {
+                        locked.plan.block(reason.clone(), &self.stamp());
+                        locked.save()?;
+                    }
+                    return Ok(Outcome::Blocked { reason });
+                }
+                Decision::Act(step) => step,
+            };
+            if options.dry_run {
+                return Ok(Outcome::WouldAct {
+                    step: describe(&locked.plan, &step),
+                });
+            }
+            carried = self.act(locked, step, seen).await?;
+        }
+        Err(EngineError::Refused(format!(
+            "the plan for {} took more than {MAX_STEPS} steps in one run, which no rotation \
+             needs; it was left as it is. Report this with the plan file.",
+            locked.plan.user
+        )))
+    }
+}
+
+pub(super) fn wrong_account(plan: &Plan, caller: &Caller) -> String {
+    format!(
+        "the credentials in use belong to account {}, but the plan for {} is for account {}. \
+         Nothing was changed. Run again with a profile for account {} (--profile or AWS_PROFILE).",
+        caller.account, plan.user, plan.account, plan.account
+    )
+}
+
+/// A step in the operator's words, for `--dry-run`.
+pub fn describe(plan: &Plan, step: &Step) -> String {
+    match step {
+        Step::DeleteOrphan { key_id } => format!(
+            "delete orphan key {} left by an interrupted create, then create again",
+            mask_key(key_id)
+        ),
+        Step::AdoptDelivered { key_id } => format!(
+            "keep key {}, found delivered to {} after an interrupted create, as the new key",
+            mask_key(key_id),
+            plan.delivery
+        ),
+        Step::CreateKey => format!(
+            "create a second access key and deliver it to {}",
+            plan.delivery
+        ),
+        Step::Advance { to, action } => format!("move to {to}: {action}"),
+        Step::Deactivate { key_id } => format!("set old key {} inactive", mask_key(key_id)),
+        Step::DeleteOld { key_id } => format!("delete old key {}", mask_key(key_id)),
+    }
+}
