@@ -9,9 +9,17 @@ use chrono::{DateTime, Utc};
 /// The environment variable that replaces the clock (RFC 3339).
 pub const NOW_ENV: &str = "IAM_ROTATE_NOW";
 
+#[async_trait::async_trait]
 pub trait Clock: Send + Sync {
     /// The time the policy is judged by.
     fn now(&self) -> DateTime<Utc>;
+
+    /// Waits `for_`: in real time on the real clocks, by moving the time
+    /// on a [`ManualClock`], so every wait of the engine runs in tests
+    /// without waiting.
+    async fn sleep(&self, for_: std::time::Duration) {
+        tokio::time::sleep(for_).await;
+    }
 
     /// The real time, for comparisons with timestamps IAM itself stamps
     /// (such as a new key's creation time against a create intent).
@@ -29,6 +37,7 @@ pub trait Clock: Send + Sync {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
+#[async_trait::async_trait]
 impl Clock for SystemClock {
     /// Whole seconds: plans are read by people, and no policy is finer.
     fn now(&self) -> DateTime<Utc> {
@@ -41,6 +50,7 @@ impl Clock for SystemClock {
 #[derive(Clone, Copy, Debug)]
 pub struct FixedClock(pub DateTime<Utc>);
 
+#[async_trait::async_trait]
 impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
         self.0
@@ -157,9 +167,16 @@ impl ManualClock {
     }
 }
 
+#[async_trait::async_trait]
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn sleep(&self, for_: std::time::Duration) {
+        if let Ok(by) = chrono::Duration::from_std(for_) {
+            self.advance(by);
+        }
     }
 }
 

@@ -28,5 +28,6 @@ pub mod iam;
 pub mod output;
 pub mod plan;
 pub mod planner;
+pub mod progress;
 pub mod rotation;
 pub mod sim;

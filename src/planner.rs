@@ -2,7 +2,7 @@
 //! rotated safely (two keys, no active key, an unfinished plan), and writes
 //! the plan in phase `create_second_key`. Changes nothing in AWS.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -10,7 +10,7 @@ use crate::deliver::Destination;
 use crate::iam::{Caller, Iam, IamError, LiveKey, User};
 use crate::plan::store::{is_valid_user_name, PlanError};
 use crate::plan::{
-    mask_key, KeyStatus, OldKey, Phase, Plan, PlanKind, PlanStore, PlanVersion, Stamp,
+    mask_key, KeyStatus, LockedPlan, OldKey, Phase, Plan, PlanKind, PlanStore, PlanVersion, Stamp,
 };
 use crate::rotation::policy::Policy;
 
@@ -297,4 +297,68 @@ fn pick_old_key<'k>(user: &str, keys: &'k [LiveKey]) -> Result<&'k LiveKey, Stri
                 .join("; ")
         )),
     }
+}
+
+/// The unfinished self-rotation plan of this user (and `true`: resumed),
+/// or a new one. An unfinished plan that self-rotate did not make is never
+/// taken over.
+pub async fn open_self_rotation(
+    iam: &dyn Iam,
+    store: &PlanStore,
+    clock: &dyn crate::clock::Clock,
+    caller: &Caller,
+    delivery: &str,
+    path: &Path,
+) -> anyhow::Result<(LockedPlan, bool)> {
+    use crate::rotation::self_rotation::{resumable, self_policy};
+    use anyhow::anyhow;
+    let user = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let user = user.as_str();
+    let locked_elsewhere = || {
+        anyhow!(
+            "{} is locked by another iam-rotate process; wait for it to finish and run again",
+            path.display()
+        )
+    };
+    // Checked before the lock, so that a plan another process is driving
+    // is still named for what it is, and again under it.
+    if path.exists()
+        && resumable(&PlanStore::load(path)?, path, delivery).map_err(|m| anyhow!(m))?
+    {
+        let locked = PlanStore::lock(path)?.ok_or_else(locked_elsewhere)?;
+        if resumable(&locked.plan, path, delivery).map_err(|m| anyhow!(m))? {
+            return Ok((locked, true));
+        }
+    }
+    let policy = self_policy();
+    let stamp = Stamp::new(clock, caller);
+    let request = PlanRequest {
+        user,
+        policy: &policy,
+        delivery,
+        older_than: None,
+        kind: PlanKind::SelfRotate,
+    };
+    match plan_user(iam, store, caller, &stamp, &request).await? {
+        Planned::Planned { .. } => {}
+        Planned::Skipped { reason } | Planned::Refused { reason } => {
+            anyhow::bail!("cannot self-rotate {user}: {reason}")
+        }
+    }
+    let mut locked = PlanStore::lock(path)?.ok_or_else(locked_elsewhere)?;
+    locked.plan.record(
+        format!(
+            "self-rotate of {delivery}: adoption_wait 0s and quiet_period 0s because this key's \
+             one consumer is that profile, which self-rotate rewrites itself, so the new key \
+             authenticating (STS GetCallerIdentity signed with it) is the adoption signal; \
+             verify_period 1d keeps the old key inactive, not deleted, for a day in case \
+             something else used it"
+        ),
+        &stamp,
+    );
+    locked.save()?;
+    Ok((locked, false))
 }

@@ -3,6 +3,7 @@
 //! [`crate::iam::Iam`] implementation over aws-sdk-iam and STS.
 
 mod client;
+pub mod credentials;
 
 pub use client::AwsIam;
 

@@ -5,16 +5,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{plan_path, status_of_outcome, Context, Status};
 use crate::cli::RunArgs;
 use crate::engine::{Outcome, RunOptions};
 use crate::fleet::{self, Category, Fleet, RunProgress, Summary};
 use crate::output;
+use crate::progress::BatchBars;
 
 pub use crate::fleet::run::{run_one, RunResult};
 
@@ -93,7 +92,7 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
 /// otherwise.
 struct Progress {
     /// Set only when stderr is a terminal (and not `-q`).
-    bars: Option<Bars>,
+    bars: Option<BatchBars>,
     json: bool,
     quiet: bool,
     now: DateTime<Utc>,
@@ -102,31 +101,11 @@ struct Progress {
     counts: HashMap<Category, usize>,
 }
 
-struct Bars {
-    multi: MultiProgress,
-    overall: ProgressBar,
-    /// One spinner line per plan in flight.
-    in_flight: HashMap<String, ProgressBar>,
-}
-
 impl Progress {
     fn new(context: &Context, total: usize, batch: bool) -> Self {
-        let bars = (batch && !context.quiet && output::stderr_is_terminal()).then(|| {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let overall = multi.add(ProgressBar::new(total as u64));
-            overall.set_style(
-                ProgressStyle::with_template(
-                    "{elapsed_precise} [{wide_bar}] {pos}/{len} plans  {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            Bars {
-                multi,
-                overall,
-                in_flight: HashMap::new(),
-            }
-        });
+        let bars = (batch && !context.quiet)
+            .then(|| BatchBars::new(total))
+            .flatten();
         Progress {
             bars,
             json: context.json(),
@@ -141,8 +120,7 @@ impl Progress {
     /// Removes the bars before the summary is printed.
     fn clear(&mut self) {
         if let Some(bars) = self.bars.take() {
-            bars.overall.finish_and_clear();
-            let _ = bars.multi.clear();
+            bars.clear();
         }
     }
 }
@@ -150,14 +128,7 @@ impl Progress {
 impl RunProgress for Progress {
     fn started(&mut self, user: &str) {
         if let Some(bars) = &mut self.bars {
-            let spinner = bars.multi.add(ProgressBar::new_spinner());
-            spinner.set_style(
-                ProgressStyle::with_template("  {spinner} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            spinner.set_message(user.to_string());
-            spinner.enable_steady_tick(Duration::from_millis(120));
-            bars.in_flight.insert(user.to_string(), spinner);
+            bars.started(user);
         }
     }
 
@@ -167,17 +138,7 @@ impl RunProgress for Progress {
         *self.counts.entry(category).or_default() += 1;
         let text = (!self.json).then(|| format_result(result, self.now));
         match &mut self.bars {
-            Some(bars) => {
-                if let Some(spinner) = bars.in_flight.remove(result.user()) {
-                    spinner.finish_and_clear();
-                    bars.multi.remove(&spinner);
-                }
-                bars.overall.inc(1);
-                bars.overall.set_message(counts_text(&self.counts));
-                if let Some(text) = text {
-                    bars.multi.suspend(|| output::line(text));
-                }
-            }
+            Some(bars) => bars.finished(result.user(), counts_text(&self.counts), text),
             None => {
                 if let Some(text) = text {
                     output::line(text);

@@ -17,6 +17,7 @@ use crate::rotation::{self, Decision, Observed, Step};
 
 mod observe;
 mod rollback;
+pub mod self_rotation;
 mod steps;
 
 use observe::record_observation;

@@ -233,6 +233,17 @@ pub struct Stamp {
     pub clock: Option<String>,
 }
 
+impl Stamp {
+    /// Now on `clock`, by `caller`.
+    pub fn new(clock: &dyn crate::clock::Clock, caller: &crate::iam::Caller) -> Stamp {
+        Stamp {
+            at: clock.now(),
+            actor: caller.arn.clone(),
+            clock: clock.note(),
+        }
+    }
+}
+
 impl Plan {
     /// Moves to `to`, recording what was done.
     pub fn transition(&mut self, to: Phase, action: impl Into<String>, stamp: &Stamp) {

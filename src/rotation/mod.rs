@@ -3,6 +3,7 @@
 //! AWS. The [`crate::engine`] carries the decision out and asks again.
 
 pub mod policy;
+pub mod self_rotation;
 
 use chrono::{DateTime, Duration, Utc};
 
