@@ -8,6 +8,8 @@
 //! name the new key id. When the write or the read-back fails, the
 //! destination is left as it was before.
 
+#[cfg(test)]
+pub mod fake;
 mod file;
 mod json;
 pub mod profile;

@@ -475,4 +475,185 @@ mod tests {
         finished.outcome = Outcome::Finished;
         assert_eq!(worth_waiting(&finished, now, left, POLL), None);
     }
+
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+
+    use crate::clock::{Clock, ManualClock};
+    use crate::deliver::fake::FakeDeliver;
+    use crate::iam::{CreatedKey, LastUse, LiveKey, User};
+    use crate::plan::{KeyStatus, PlanStore};
+    use crate::sim::SimAccount;
+
+    /// The simulated account signed with the new key: IAM records the
+    /// key's use only `lag` after the signer was made, as it does, late.
+    struct SignedWithNewKey {
+        sim: SimAccount,
+        key: String,
+        since: DateTime<Utc>,
+        lag: chrono::Duration,
+        clock: ManualClock,
+    }
+
+    impl SignedWithNewKey {
+        fn signed(&self) {
+            if self.clock.now() - self.since >= self.lag {
+                self.sim.use_key(&self.key, "sts", "us-east-1");
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Iam for SignedWithNewKey {
+        async fn caller_identity(&self) -> Result<Caller, IamError> {
+            self.signed();
+            self.sim.caller_identity().await
+        }
+        async fn get_user(&self, user: &str) -> Result<User, IamError> {
+            self.signed();
+            self.sim.get_user(user).await
+        }
+        async fn list_users(&self, prefix: Option<&str>) -> Result<Vec<User>, IamError> {
+            self.signed();
+            self.sim.list_users(prefix).await
+        }
+        async fn list_access_keys(&self, user: &str) -> Result<Vec<LiveKey>, IamError> {
+            self.signed();
+            self.sim.list_access_keys(user).await
+        }
+        async fn create_access_key(&self, user: &str) -> Result<CreatedKey, IamError> {
+            self.signed();
+            self.sim.create_access_key(user).await
+        }
+        async fn update_access_key(
+            &self,
+            user: &str,
+            key_id: &str,
+            status: KeyStatus,
+        ) -> Result<(), IamError> {
+            self.signed();
+            self.sim.update_access_key(user, key_id, status).await
+        }
+        async fn delete_access_key(&self, user: &str, key_id: &str) -> Result<(), IamError> {
+            self.signed();
+            self.sim.delete_access_key(user, key_id).await
+        }
+        async fn access_key_last_used(&self, key_id: &str) -> Result<LastUse, IamError> {
+            self.signed();
+            self.sim.access_key_last_used(key_id).await
+        }
+    }
+
+    struct Signer {
+        sim: SimAccount,
+        clock: ManualClock,
+        lag: chrono::Duration,
+    }
+
+    impl NewKeySigner for Signer {
+        fn iam_with(&self, key_id: &str) -> Result<Box<dyn Iam>, String> {
+            Ok(Box::new(SignedWithNewKey {
+                sim: self.sim.clone(),
+                key: key_id.to_string(),
+                since: self.clock.now(),
+                lag: self.lag,
+                clock: self.clock.clone(),
+            }))
+        }
+    }
+
+    #[derive(Default)]
+    struct Quiet;
+
+    impl SelfRotateEvents for Quiet {
+        fn report(&self, _: &RunReport) {}
+        fn action(&self, _: &str, _: &str) {}
+        fn blocked(&self, _: &str, _: &str) {}
+        fn waiting(&self, _: Wait<'_>) {}
+    }
+
+    /// A whole self-rotation on the simulated account and a manual clock:
+    /// the waits for IAM to record the new key's use are slept on that
+    /// clock, so nine simulated seconds pass and no real ones.
+    async fn self_rotate(delete_now: bool) -> (SimAccount, LockedPlan, chrono::Duration) {
+        const ACCOUNT: &str = "111122223333";
+        let start = Utc::now();
+        let clock = ManualClock::new(start);
+        let sim = SimAccount::new(ACCOUNT, Arc::new(clock.clone()));
+        // The simulated caller is `operator`: the user who self-rotates.
+        sim.add_user("operator");
+        let old = sim.add_key("operator", start - chrono::Duration::days(90));
+        let caller = sim.caller_identity().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = PlanStore::new(dir.path().join("plans"));
+        let path = store.path_for(ACCOUNT, "operator");
+        let (mut locked, resumed) = crate::planner::open_self_rotation(
+            &sim,
+            &store,
+            &clock,
+            &caller,
+            "profile:default",
+            &path,
+        )
+        .await
+        .unwrap();
+        assert!(!resumed);
+        let deliver = FakeDeliver::default();
+        let signer = Signer {
+            sim: sim.clone(),
+            clock: clock.clone(),
+            lag: chrono::Duration::seconds(7),
+        };
+        let mut rotation = SelfRotation {
+            engine: Engine {
+                iam: &sim,
+                clock: &clock,
+                deliver: &deliver,
+                caller,
+            },
+            signer: &signer,
+            events: &Quiet,
+            options: SelfRotateOptions {
+                delete_now,
+                wait: Duration::from_secs(120),
+            },
+            profile: "default",
+            in_use: old,
+            actions: Vec::new(),
+        };
+        let real = std::time::Instant::now();
+        let ended = rotation.run(&mut locked).await.unwrap();
+        assert!(matches!(ended, SelfRotated::Ended(_)), "{ended:?}");
+        assert!(
+            real.elapsed() < Duration::from_secs(5),
+            "slept in real time"
+        );
+        (sim, locked, clock.now() - start)
+    }
+
+    #[tokio::test]
+    async fn the_waits_run_on_the_engine_s_clock() {
+        let (sim, locked, waited) = self_rotate(false).await;
+        assert_eq!(locked.plan.phase, Phase::Verify);
+        assert!(waited >= chrono::Duration::seconds(7), "{waited}");
+        assert!(waited < chrono::Duration::seconds(60), "{waited}");
+        let keys = sim.keys("operator");
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].1, KeyStatus::Inactive);
+        assert_eq!(keys[1].1, KeyStatus::Active);
+        assert!(locked.plan.old_key.last_used_at_deactivation.is_some());
+    }
+
+    #[tokio::test]
+    async fn delete_now_leaves_only_the_new_key() {
+        let (sim, locked, _) = self_rotate(true).await;
+        assert_eq!(locked.plan.phase, Phase::Done);
+        let keys = sim.keys("operator");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            Some(keys[0].0.as_str()),
+            locked.plan.new_key.as_ref().map(|k| k.id.as_str())
+        );
+    }
 }

@@ -2,14 +2,14 @@
 //! inventory, and the exact IAM calls each phase makes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
-use crate::deliver::{Deliver, DeliverError, Destination, Held};
+use crate::deliver::fake::FakeDeliver;
 use crate::engine::{Outcome, RunOptions};
 use crate::iam::{Caller, CreatedKey, Iam, IamError, LastUse, LiveKey, User};
 use crate::plan::{KeyStatus, Phase, PlanStore, Stamp};
@@ -21,35 +21,6 @@ const ACCOUNT: &str = "111122223333";
 
 fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
-}
-
-/// Accepts every secret and remembers only the key ids.
-#[derive(Default)]
-struct NullDeliver {
-    delivered: Mutex<Vec<String>>,
-}
-
-#[async_trait]
-impl Deliver for NullDeliver {
-    async fn check(&self, _destination: &Destination) -> Result<(), DeliverError> {
-        Ok(())
-    }
-
-    async fn deliver(
-        &self,
-        _destination: &Destination,
-        key: &CreatedKey,
-    ) -> Result<(), DeliverError> {
-        self.delivered.lock().unwrap().push(key.id.clone());
-        Ok(())
-    }
-
-    async fn held(&self, _destination: &Destination) -> Held {
-        match self.delivered.lock().unwrap().last() {
-            Some(id) => Held::Key(id.clone()),
-            None => Held::Nothing,
-        }
-    }
 }
 
 /// The simulated account, with a gauge of how many ListAccessKeys calls
@@ -105,7 +76,7 @@ struct World {
     sim: SimAccount,
     gauge: Arc<Gauge>,
     store: PlanStore,
-    deliver: Arc<NullDeliver>,
+    deliver: Arc<FakeDeliver>,
     caller: Caller,
 }
 
@@ -125,7 +96,7 @@ impl World {
             }),
             clock,
             sim,
-            deliver: Arc::new(NullDeliver::default()),
+            deliver: Arc::new(FakeDeliver::default()),
             caller,
         }
     }

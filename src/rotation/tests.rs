@@ -2,15 +2,15 @@
 //! tests move. Each test states the world, runs the engine, and checks the
 //! plan, IAM's keys and the writes made.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::clock::{Clock, ManualClock};
-use crate::deliver::{Deliver, DeliverError, Destination, Held};
+use crate::deliver::fake::FakeDeliver;
+use crate::deliver::Held;
 use crate::engine::{Engine, EngineError, Outcome, RunOptions, RunReport};
-use crate::iam::{CreatedKey, Iam};
+use crate::iam::Iam;
 use crate::plan::{KeyStatus, Phase, Plan, PlanStore, Stamp};
 use crate::planner::{plan_user, PlanRequest, Planned};
 use crate::rotation::policy::Policy;
@@ -18,54 +18,12 @@ use crate::sim::SimAccount;
 
 const ACCOUNT: &str = "111122223333";
 
-/// Records which key ids were delivered; can be told to fail.
-#[derive(Default)]
-struct TestDeliver {
-    delivered: Mutex<Vec<String>>,
-    fail_check: Mutex<bool>,
-    fail_deliver: Mutex<bool>,
-    /// What the destination holds, when not the last key delivered.
-    held: Mutex<Option<Held>>,
-}
-
-#[async_trait]
-impl Deliver for TestDeliver {
-    async fn check(&self, destination: &Destination) -> Result<(), DeliverError> {
-        if *self.fail_check.lock().unwrap() {
-            return Err(DeliverError::failed(destination, "not writable (test)"));
-        }
-        Ok(())
-    }
-
-    async fn deliver(
-        &self,
-        destination: &Destination,
-        key: &CreatedKey,
-    ) -> Result<(), DeliverError> {
-        if *self.fail_deliver.lock().unwrap() {
-            return Err(DeliverError::failed(destination, "write failed (test)"));
-        }
-        self.delivered.lock().unwrap().push(key.id.clone());
-        Ok(())
-    }
-
-    async fn held(&self, _destination: &Destination) -> Held {
-        match &*self.held.lock().unwrap() {
-            Some(held) => held.clone(),
-            None => match self.delivered.lock().unwrap().last() {
-                Some(id) => Held::Key(id.clone()),
-                None => Held::Nothing,
-            },
-        }
-    }
-}
-
 struct World {
     _dir: tempfile::TempDir,
     clock: ManualClock,
     sim: SimAccount,
     store: PlanStore,
-    deliver: TestDeliver,
+    deliver: FakeDeliver,
 }
 
 fn start() -> DateTime<Utc> {
@@ -83,7 +41,7 @@ impl World {
             clock,
             sim,
             store,
-            deliver: TestDeliver::default(),
+            deliver: FakeDeliver::default(),
         }
     }
 
