@@ -229,8 +229,15 @@ pub fn format_result(result: &RunResult, now: DateTime<Utc>) -> String {
             user,
             state,
             reason,
+            actions,
             ..
-        } => lines.push(format!("{user}: {state}: {reason}")),
+        } => {
+            // What it did before the failure still happened.
+            for action in actions {
+                lines.push(format!("{user}: {action}"));
+            }
+            lines.push(format!("{user}: {state}: {reason}"));
+        }
         RunResult::Report(r) => {
             // A block is said once, below, with its reason.
             for action in r.actions.iter().filter(|a| !a.starts_with("blocked: ")) {

@@ -41,6 +41,21 @@ pub enum EngineError {
     Refused(String),
 }
 
+/// A run that failed: the error, and the actions it took before it (each
+/// recorded in the plan's history).
+#[derive(Debug, Error)]
+#[error("{error}")]
+pub struct RunFailure {
+    pub error: EngineError,
+    pub actions: Vec<String>,
+}
+
+impl From<RunFailure> for EngineError {
+    fn from(failure: RunFailure) -> Self {
+        failure.error
+    }
+}
+
 /// How one plan ended this run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -102,17 +117,23 @@ impl Engine<'_> {
         &self,
         locked: &mut LockedPlan,
         options: RunOptions,
-    ) -> Result<RunReport, EngineError> {
+    ) -> Result<RunReport, RunFailure> {
         let history_before = locked.plan.history.len();
         let result = self.run_inner(locked, options).await;
-        let actions = locked.plan.history[history_before.min(locked.plan.history.len())..]
+        let actions: Vec<String> = locked.plan.history
+            [history_before.min(locked.plan.history.len())..]
             .iter()
             .map(|h| h.action.clone())
             .collect();
         match result {
             Ok(outcome) => {
                 if !options.dry_run && locked.plan.last_error.take().is_some() {
-                    locked.save()?;
+                    if let Err(e) = locked.save() {
+                        return Err(RunFailure {
+                            error: e.into(),
+                            actions,
+                        });
+                    }
                 }
                 Ok(RunReport {
                     user: locked.plan.user.clone(),
@@ -129,7 +150,7 @@ impl Engine<'_> {
                     locked.plan.last_error = Some(error.to_string());
                     let _ = locked.save();
                 }
-                Err(error)
+                Err(RunFailure { error, actions })
             }
         }
     }

@@ -7,13 +7,14 @@
 //! that plan's failure.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
+use crate::commands::user_of;
 use crate::deliver::Deliver;
 use crate::engine::{Engine, Outcome, RunOptions, RunReport};
 use crate::iam::{Caller, Iam};
@@ -27,10 +28,31 @@ pub enum RunResult {
     Other {
         user: String,
         path: PathBuf,
-        /// `failed` or `skipped`.
-        state: &'static str,
+        state: NotRun,
         reason: String,
+        /// What the run did before it failed, as history has it.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        actions: Vec<String>,
     },
+}
+
+impl std::fmt::Display for NotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotRun::Failed => "failed",
+            NotRun::Skipped => "skipped",
+        })
+    }
+}
+
+/// Why a plan has no report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotRun {
+    /// An error stopped it; what was done is in the plan.
+    Failed,
+    /// Left alone (locked by another process).
+    Skipped,
 }
 
 impl RunResult {
@@ -45,7 +67,8 @@ impl RunResult {
     pub fn category(&self) -> Category {
         match self {
             RunResult::Other {
-                state: "failed", ..
+                state: NotRun::Failed,
+                ..
             } => Category::Failed,
             RunResult::Other { .. } => Category::Skipped,
             RunResult::Report(r) => match &r.outcome {
@@ -210,7 +233,8 @@ pub async fn run_all(
                 let result = RunResult::Other {
                     user: user_of(&path),
                     path,
-                    state: "failed",
+                    state: NotRun::Failed,
+                    actions: Vec::new(),
                     reason: format!(
                         "iam-rotate failed unexpectedly on this plan ({error}); the plan file \
                          holds every step that completed. Report this, then run it again."
@@ -226,21 +250,15 @@ pub async fn run_all(
     results.into_iter().flatten().collect()
 }
 
-/// The user a plan path is for, for messages before the plan is read.
-fn user_of(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 /// Locks, loads and advances one plan; never fails the batch.
 pub async fn run_one(engine: &Engine<'_>, path: PathBuf, options: RunOptions) -> RunResult {
     let user = user_of(&path);
-    let failed = |path: PathBuf, reason: String| RunResult::Other {
+    let failed = |path: PathBuf, reason: String, actions: Vec<String>| RunResult::Other {
         user: user.clone(),
         path,
-        state: "failed",
+        state: NotRun::Failed,
         reason,
+        actions,
     };
     let mut locked = match PlanStore::lock(&path) {
         Ok(Some(locked)) => locked,
@@ -248,15 +266,16 @@ pub async fn run_one(engine: &Engine<'_>, path: PathBuf, options: RunOptions) ->
             return RunResult::Other {
                 user: user.clone(),
                 path,
-                state: "skipped",
+                state: NotRun::Skipped,
+                actions: Vec::new(),
                 reason: "locked: another iam-rotate process is working on this plan right now"
                     .into(),
             }
         }
-        Err(e) => return failed(path, e.to_string()),
+        Err(e) => return failed(path, e.to_string(), Vec::new()),
     };
     match engine.run(&mut locked, options).await {
         Ok(report) => RunResult::Report(report),
-        Err(e) => failed(path, e.to_string()),
+        Err(failure) => failed(path, failure.error.to_string(), failure.actions),
     }
 }

@@ -191,15 +191,9 @@ impl PlanStore {
     /// lock file is never opened through a symbolic link.
     pub fn lock(path: &Path) -> Result<Option<LockedPlan>, PlanError> {
         Self::load(path)?;
-        let lock_path = lock_path(path);
-        let lock = atomic::open_lock_file(&lock_path).map_err(|e| lock_error(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(e)) => {
-                return Err(PlanError::io("lock", &lock_path, e));
-            }
-        }
+        let Some(lock) = take_lock(path)? else {
+            return Ok(None);
+        };
         let plan = Self::load(path)?;
         Ok(Some(LockedPlan {
             path: path.to_path_buf(),
@@ -215,13 +209,9 @@ impl PlanStore {
             atomic::create_private_dir(dir)
                 .map_err(|e| PlanError::io("create the plans folder", dir, e))?;
         }
-        let lock_path = lock_path(path);
-        let lock = atomic::open_lock_file(&lock_path).map_err(|e| lock_error(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Ok(None),
-            Err(TryLockError::Error(e)) => return Err(PlanError::io("lock", &lock_path, e)),
-        }
+        let Some(lock) = take_lock(path)? else {
+            return Ok(None);
+        };
         // Checked again under the lock: another `plan` may have written a
         // plan (and a `run` taken it on) since the caller looked.
         if path.exists() {
@@ -289,6 +279,18 @@ fn too_big(path: &Path) -> PlanError {
             "it is larger than {} KiB, which no plan is; it was not read",
             MAX_PLAN_BYTES / 1024
         ),
+    }
+}
+
+/// Takes the OS lock beside the plan at `path`: `None` when another
+/// process holds it. Held until the file is dropped.
+fn take_lock(path: &Path) -> Result<Option<File>, PlanError> {
+    let lock_path = lock_path(path);
+    let lock = atomic::open_lock_file(&lock_path).map_err(|e| lock_error(&lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(PlanError::io("lock", &lock_path, e)),
     }
 }
 

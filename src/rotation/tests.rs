@@ -112,7 +112,11 @@ impl World {
 
     async fn run_with(&self, user: &str, options: RunOptions) -> Result<RunReport, EngineError> {
         let mut locked = PlanStore::lock(&self.path(user)).unwrap().unwrap();
-        self.engine().await.run(&mut locked, options).await
+        self.engine()
+            .await
+            .run(&mut locked, options)
+            .await
+            .map_err(|failure| failure.error)
     }
 
     async fn run(&self, user: &str) -> RunReport {
