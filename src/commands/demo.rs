@@ -87,27 +87,7 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
         if day > 0 {
             clock.advance(Duration::days(1));
         }
-        // What the applications do that day.
-        for (i, user) in USERS.iter().enumerate() {
-            let keys = sim.keys(user);
-            let new_key = keys
-                .iter()
-                .find(|(id, _)| id != &old_keys[i])
-                .map(|(id, _)| id.clone());
-            let still_on_old = match *user {
-                "bob" => day < 6,    // bob's batch job is updated on day 6
-                "carol" => day == 9, // a forgotten cron job of carol's runs on day 9
-                _ => false,
-            };
-            if still_on_old || (day < 1 && new_key.is_none()) {
-                sim.use_key(&old_keys[i], "s3", "eu-west-1");
-            }
-            if let Some(new_key) = new_key {
-                if day >= 1 {
-                    sim.use_key(&new_key, "sqs", "eu-west-1");
-                }
-            }
-        }
+        applications_on(&sim, day, &old_keys);
         if ![0, 1, 7, 8, 9, 14, 15].contains(&day) {
             continue;
         }
@@ -144,7 +124,47 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
         }
     }
 
-    let now = clock.now();
+    print_status(context, &sim, &store, clock.now())?;
+    Ok(Status::Success)
+}
+
+/// What the applications do on `day`: alice's switch at once, bob's batch
+/// job on day 6, and a forgotten cron job of carol's runs on day 9.
+fn applications_on(sim: &SimAccount, day: u32, old_keys: &[String]) {
+    for (i, user) in USERS.iter().enumerate() {
+        let keys = sim.keys(user);
+        let new_key = keys
+            .iter()
+            .find(|(id, _)| id != &old_keys[i])
+            .map(|(id, _)| id.clone());
+        let still_on_old = match *user {
+            "bob" => day < 6,    // bob's batch job is updated on day 6
+            "carol" => day == 9, // a forgotten cron job of carol's runs on day 9
+            _ => false,
+        };
+        if still_on_old || (day < 1 && new_key.is_none()) {
+            sim.use_key(&old_keys[i], "s3", "eu-west-1");
+        }
+        if let Some(new_key) = new_key {
+            if day >= 1 {
+                sim.use_key(&new_key, "sqs", "eu-west-1");
+            }
+        }
+    }
+}
+
+/// The closing `status` table (or JSON document).
+fn print_status(
+    context: &Context,
+    sim: &SimAccount,
+    store: &PlanStore,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let say = |text: String| {
+        if !context.json() {
+            output::line(text);
+        }
+    };
     let rows: Vec<StatusRow> = store
         .list(ACCOUNT)?
         .into_iter()
@@ -173,5 +193,5 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
             sim.writes().len()
         ));
     }
-    Ok(Status::Success)
+    Ok(())
 }

@@ -116,30 +116,41 @@ impl Engine<'_> {
                 locked.plan.transition(Phase::Verify, action, &stamp);
                 locked.save()?;
             }
-            Step::DeleteOld { key_id } => {
-                guard_named(&locked.plan, &key_id)?;
-                let action = match live_status(seen, &key_id) {
-                    None => format!(
-                        "old key {} found already deleted (an earlier run was interrupted after \
-                         deleting it)",
-                        mask_key(&key_id)
-                    ),
-                    Some(KeyStatus::Active) => {
-                        return Err(EngineError::Refused(format!(
-                            "the old key {} is Active; iam-rotate never deletes an active key",
-                            mask_key(&key_id)
-                        )))
-                    }
-                    Some(KeyStatus::Inactive) => {
-                        self.iam.delete_access_key(&user, &key_id).await?;
-                        format!("deleted old key {}", mask_key(&key_id))
-                    }
-                };
-                locked.plan.transition(Phase::Done, action, &self.stamp());
-                locked.save()?;
-            }
+            Step::DeleteOld { key_id } => self.delete_old(locked, &key_id, seen).await?,
         }
         Ok(None)
+    }
+
+    /// DeleteAccessKey on the old key, which must be Inactive.
+    async fn delete_old(
+        &self,
+        locked: &mut LockedPlan,
+        key_id: &str,
+        seen: &Observed,
+    ) -> Result<(), EngineError> {
+        guard_named(&locked.plan, key_id)?;
+        let action = match live_status(seen, key_id) {
+            None => format!(
+                "old key {} found already deleted (an earlier run was interrupted after \
+                 deleting it)",
+                mask_key(key_id)
+            ),
+            Some(KeyStatus::Active) => {
+                return Err(EngineError::Refused(format!(
+                    "the old key {} is Active; iam-rotate never deletes an active key",
+                    mask_key(key_id)
+                )))
+            }
+            Some(KeyStatus::Inactive) => {
+                self.iam
+                    .delete_access_key(&locked.plan.user, key_id)
+                    .await?;
+                format!("deleted old key {}", mask_key(key_id))
+            }
+        };
+        locked.plan.transition(Phase::Done, action, &self.stamp());
+        locked.save()?;
+        Ok(())
     }
 
     pub(super) async fn create_key(&self, locked: &mut LockedPlan) -> Result<(), EngineError> {

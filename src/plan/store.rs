@@ -395,8 +395,6 @@ fn anchor_or_alias(text: &str) -> Option<(usize, usize, &'static str)> {
 /// contradicts itself (edited by hand, or damaged) is refused before any
 /// request, with the field and the fix.
 pub fn validate(plan: &Plan, path: &Path) -> Result<(), String> {
-    use super::model::KeyStatus;
-    use super::Phase;
     const FIX: &str = "restore the plan from version control";
 
     if !is_valid_user_name(&plan.user) {
@@ -439,7 +437,13 @@ pub fn validate(plan: &Plan, path: &Path) -> Result<(), String> {
             plan.user_arn, plan.user, plan.account, plan.account, plan.user
         ));
     }
-    let policy = &plan.policy;
+    validate_policy(&plan.policy)?;
+    validate_phase(plan)
+}
+
+/// Every duration within bounds, and a quiet period under the floor only
+/// when accepted in so many words.
+fn validate_policy(policy: &crate::rotation::policy::Policy) -> Result<(), String> {
     for (field, value) in [
         ("adoption_wait", policy.adoption_wait),
         ("quiet_period", policy.quiet_period),
@@ -462,6 +466,15 @@ pub fn validate(plan: &Plan, path: &Path) -> Result<(), String> {
             policy.quiet_period
         ));
     }
+    Ok(())
+}
+
+/// The phase, `new_key` and the old key's status agree.
+fn validate_phase(plan: &Plan) -> Result<(), String> {
+    use super::model::KeyStatus;
+    use super::Phase;
+    const FIX: &str = "restore the plan from version control";
+
     if plan.phase == Phase::Blocked {
         match plan.blocked_in {
             None => {
