@@ -37,8 +37,52 @@ pub enum EngineError {
     DeliveryCheck(DeliverError),
     #[error("{error}. The new key {key} was deleted again, since its secret cannot be recovered; the plan stays in create_second_key. Fix the destination and run again.")]
     DeliveryFailed { error: DeliverError, key: String },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+/// Why the engine would not go on: each reason a refusal can have, with
+/// the words a person reads.
+#[derive(Debug, Error)]
+pub enum Refusal {
+    /// Whether an interrupted run delivered its key cannot be told.
     #[error("{0}")]
-    Refused(String),
+    CannotTell(String),
+    #[error(
+        "the plan for {user} took more than {MAX_STEPS} steps in one run, which no rotation \
+         needs; it was left as it is. Report this with the plan file."
+    )]
+    TooManySteps { user: String },
+    #[error("the old key {} is Active; iam-rotate never deletes an active key", mask_key(.key))]
+    ActiveKey { key: String },
+    #[error(
+        "saving the create intent took longer than {}s, so CreateAccessKey was not called; \
+         nothing was created. Check the plans folder's storage and run again.",
+        crate::iam::CREATE_ACCESS_KEY_TIMEOUT.as_secs()
+    )]
+    IntentSaveTooSlow,
+    #[error("refusing to touch key {}: the plan's old key is {}", mask_key(.key), mask_key(.old))]
+    NotNamed { key: String, old: String },
+    #[error(
+        "key {} vanished between listing the user's keys and reading its last use; nothing was \
+         changed. Run again: the next listing shows what happened",
+        mask_key(.key)
+    )]
+    KeyVanished { key: String },
+    /// The profile signs with another key than the self-rotation expects.
+    #[error("{0}")]
+    KeyMismatch(String),
+    /// The new key cannot sign (its secret is not where it was delivered).
+    #[error("{0}")]
+    CannotSign(String),
+    /// The new key authenticates as someone else.
+    #[error("{0}")]
+    OtherIdentity(String),
+    #[error("the plan records no new key; restore it from version control")]
+    NoNewKey,
+    /// A rollback that would not be safe.
+    #[error("{0}")]
+    Rollback(String),
 }
 
 /// A run that failed: the error, and the actions it took before it (each
@@ -216,7 +260,7 @@ impl Engine<'_> {
                     if !options.dry_run && unsaved {
                         locked.save()?;
                     }
-                    return Err(EngineError::Refused(reason));
+                    return Err(Refusal::CannotTell(reason).into());
                 }
                 Decision::Wait {
                     until,
@@ -248,11 +292,10 @@ impl Engine<'_> {
             }
             carried = self.act(locked, step, seen).await?;
         }
-        Err(EngineError::Refused(format!(
-            "the plan for {} took more than {MAX_STEPS} steps in one run, which no rotation \
-             needs; it was left as it is. Report this with the plan file.",
-            locked.plan.user
-        )))
+        Err(Refusal::TooManySteps {
+            user: locked.plan.user.clone(),
+        }
+        .into())
     }
 }
 

@@ -3,10 +3,10 @@
 
 use crate::deliver::{Destination, Held};
 use crate::iam::{IamError, LastUse, LiveKey};
-use crate::plan::{mask_key, KeyStatus, Observation, Phase, Plan};
+use crate::plan::{KeyStatus, Observation, Phase, Plan};
 use crate::rotation::{self, Observed};
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, Refusal};
 
 impl Engine<'_> {
     /// ListAccessKeys, and the last use of the keys the phase needs. Nothing
@@ -102,11 +102,10 @@ impl Engine<'_> {
             // Gone between the listing and now. "Never used" would be the
             // most permissive reading there is; stop, and let the next run's
             // listing show what happened.
-            Err(IamError::NoSuchEntity { .. }) => Err(EngineError::Refused(format!(
-                "key {} vanished between listing the user's keys and reading its last use; \
-                 nothing was changed. Run again: the next listing shows what happened",
-                mask_key(key_id)
-            ))),
+            Err(IamError::NoSuchEntity { .. }) => Err(Refusal::KeyVanished {
+                key: key_id.to_string(),
+            }
+            .into()),
             Err(e) => Err(e.into()),
         }
     }

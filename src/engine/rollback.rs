@@ -7,7 +7,7 @@ use crate::rotation::{self, Observed};
 
 use super::{Engine, EngineError};
 
-use super::{wrong_account, Outcome, RunReport};
+use super::{wrong_account, Outcome, Refusal, RunReport};
 
 impl Engine<'_> {
     /// Reactivates the old key (and with `delete_new`, removes the new one)
@@ -20,7 +20,7 @@ impl Engine<'_> {
         let history_before = locked.plan.history.len();
         let plan = &locked.plan;
         if plan.old_key_deleted() {
-            return Err(EngineError::Refused(format!(
+            return Err(refuse(format!(
                 "cannot roll back {}: the old key {} was deleted{}, and a deleted access key can \
                  never come back. The new key is the user's key now; to replace it, plan a new \
                  rotation.",
@@ -35,14 +35,14 @@ impl Engine<'_> {
             )));
         }
         if self.caller.account != plan.account {
-            return Err(EngineError::Refused(wrong_account(plan, &self.caller)));
+            return Err(refuse(wrong_account(plan, &self.caller)));
         }
         if delete_new && self.caller.arn == plan.user_arn {
             // A self-rotation: the credentials signing this call are, in all
             // likelihood, the new key itself, and the old key's secret was
             // overwritten where it was kept. Deleting the new key would
             // leave the user with no key whose secret anyone holds.
-            return Err(EngineError::Refused(format!(
+            return Err(refuse(format!(
                 "refusing --delete-new: you are signed in as {} itself, most likely with the \
                  new key, and the old key's secret was replaced by it. Roll back without \
                  --delete-new, or run this with another principal's credentials once the old \
@@ -54,7 +54,7 @@ impl Engine<'_> {
         let keys = match self.iam.list_access_keys(&user).await {
             Ok(keys) => keys,
             Err(IamError::NoSuchEntity { .. }) => {
-                return Err(EngineError::Refused(format!(
+                return Err(refuse(format!(
                     "cannot roll back {user}: the user no longer exists in account {}",
                     plan.account
                 )))
@@ -74,7 +74,7 @@ impl Engine<'_> {
         let mut done = Vec::new();
         if plan.phase != Phase::RolledBack {
             let Some(old_live) = keys.iter().find(|k| k.id == plan.old_key.id) else {
-                return Err(EngineError::Refused(format!(
+                return Err(refuse(format!(
                     "cannot roll back {user}: the old key {} no longer exists in IAM (deleted \
                      outside iam-rotate). The remaining key is the user's key now.",
                     mask_key(&plan.old_key.id)
@@ -102,7 +102,7 @@ impl Engine<'_> {
                 .iter()
                 .any(|k| k.id == plan.old_key.id && k.status == KeyStatus::Active);
             if !old_active {
-                return Err(EngineError::Refused(format!(
+                return Err(refuse(format!(
                     "cannot delete {user}'s new key: the old key {} is not Active any more, and \
                      the user would be left without a working key. Reactivate the old key first \
                      (`aws iam update-access-key --user-name {user} --access-key-id {} --status \
@@ -169,4 +169,8 @@ impl Engine<'_> {
             outcome: Outcome::Finished,
         })
     }
+}
+
+fn refuse(message: String) -> EngineError {
+    Refusal::Rollback(message).into()
 }

@@ -14,7 +14,7 @@ use crate::iam::{Caller, Iam, IamError};
 use crate::plan::{mask_key, LockedPlan, Phase};
 use crate::rotation::self_rotation::check_plan_key;
 
-use super::{Engine, EngineError, Outcome, RunOptions, RunReport};
+use super::{Engine, EngineError, Outcome, Refusal, RunOptions, RunReport};
 
 /// How often IAM is asked again while the new key's first use is not
 /// recorded yet.
@@ -95,7 +95,9 @@ impl SelfRotation<'_> {
             return Ok(SelfRotated::Ended(Outcome::WrongAccount { reason }));
         }
         check_plan_key(&locked.plan, &self.in_use).map_err(|mismatch| {
-            EngineError::Refused(mismatch.message(self.profile, &locked.path))
+            EngineError::from(Refusal::KeyMismatch(
+                mismatch.message(self.profile, &locked.path),
+            ))
         })?;
         let mut just_blocked = false;
         if locked.plan.phase == Phase::CreateSecondKey {
@@ -126,7 +128,7 @@ impl SelfRotation<'_> {
         let new_iam = self
             .signer
             .iam_with(&new_key_id)
-            .map_err(EngineError::Refused)?;
+            .map_err(Refusal::CannotSign)?;
         let deadline = self.engine.clock.system_now()
             + chrono::Duration::from_std(self.options.wait).unwrap_or(chrono::Duration::MAX);
         // Once the old key is inactive the new one has long been proven.
@@ -137,7 +139,7 @@ impl SelfRotation<'_> {
                 .await
             {
                 Ok(waited) => self.authenticated(locked, waited)?,
-                Err(Unproven::Fatal(message)) => return Err(EngineError::Refused(message)),
+                Err(Unproven::Fatal(message)) => return Err(Refusal::OtherIdentity(message).into()),
                 Err(Unproven::Timeout(last)) => return self.timed_out(locked, &last),
             }
         }
@@ -419,11 +421,7 @@ fn new_key_id(locked: &LockedPlan) -> Result<String, EngineError> {
         .new_key
         .as_ref()
         .map(|k| k.id.clone())
-        .ok_or_else(|| {
-            EngineError::Refused(
-                "the plan records no new key; restore it from version control".into(),
-            )
-        })
+        .ok_or(EngineError::Refused(Refusal::NoNewKey))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use crate::iam::{IamError, LastUse, LiveKey, CREATE_ACCESS_KEY_TIMEOUT};
 use crate::plan::{mask_key, KeyStatus, LockedPlan, NewKey, Phase, Plan};
 use crate::rotation::{self, Observed, Step};
 
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, Refusal};
 
 use super::observe::{live_key, live_status};
 
@@ -136,10 +136,10 @@ impl Engine<'_> {
                 mask_key(key_id)
             ),
             Some(KeyStatus::Active) => {
-                return Err(EngineError::Refused(format!(
-                    "the old key {} is Active; iam-rotate never deletes an active key",
-                    mask_key(key_id)
-                )))
+                return Err(Refusal::ActiveKey {
+                    key: key_id.to_string(),
+                }
+                .into())
             }
             Some(KeyStatus::Inactive) => {
                 self.iam
@@ -176,11 +176,7 @@ impl Engine<'_> {
             // Too late for the window the intent promises: no call at all.
             locked.plan.create_intent_at = None;
             locked.save()?;
-            return Err(EngineError::Refused(format!(
-                "saving the create intent took longer than {}s, so CreateAccessKey was not \
-                 called; nothing was created. Check the plans folder's storage and run again.",
-                CREATE_ACCESS_KEY_TIMEOUT.as_secs()
-            )));
+            return Err(Refusal::IntentSaveTooSlow.into());
         }
         let answer = tokio::time::timeout(budget, self.iam.create_access_key(&user))
             .await
@@ -276,10 +272,10 @@ fn guard_named(plan: &Plan, key_id: &str) -> Result<(), EngineError> {
     if plan.old_key.id == key_id {
         Ok(())
     } else {
-        Err(EngineError::Refused(format!(
-            "refusing to touch key {}: the plan's old key is {}",
-            mask_key(key_id),
-            mask_key(&plan.old_key.id)
-        )))
+        Err(Refusal::NotNamed {
+            key: key_id.to_string(),
+            old: plan.old_key.id.clone(),
+        }
+        .into())
     }
 }
