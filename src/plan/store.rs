@@ -451,7 +451,7 @@ pub fn validate(plan: &Plan, path: &Path) -> Result<(), String> {
             ));
         }
     }
-    let floor = crate::rotation::policy::MIN_QUIET_PERIOD;
+    let floor = super::policy::MIN_QUIET_PERIOD;
     if policy.quiet_period < floor && !policy.allow_short_quiet_period {
         return Err(format!(
             "`policy.quiet_period: {}` is under the {floor} floor (AWS records last use with \

@@ -2,7 +2,9 @@
 //! and the time, decide the one next thing to do. Pure: no I/O, no clock, no
 //! AWS. The [`crate::engine`] carries the decision out and asks again.
 
-pub mod policy;
+/// The policy lives with the plan that stores it; re-exported so
+/// `rotation::policy` paths keep working.
+pub use crate::plan::policy;
 
 use chrono::{DateTime, Duration, Utc};
 
