@@ -7,6 +7,7 @@
 //! - [`reconcile`]: the live keys against the plan (drift, interrupted
 //!   create).
 //! - [`orphan`]: the key an interrupted CreateAccessKey may have left.
+//! - [`rollback`]: what `rollback` may do, as steps or a refusal.
 //! - [`outlook`]: what `status` and `show` say comes next.
 
 /// The policy lives with the plan that stores it; re-exported so
@@ -17,6 +18,7 @@ pub mod orphan;
 pub mod outlook;
 pub mod phases;
 pub mod reconcile;
+pub mod rollback;
 
 use chrono::{DateTime, Utc};
 
@@ -34,6 +36,10 @@ pub use phases::{
     decide_wait_for_adoption,
 };
 pub use reconcile::reconcile;
+pub use rollback::{
+    check_rollback, decide_rollback, rollback_orphan_candidate, Refusal, RollbackEnd,
+    RollbackOptions, RollbackStep,
+};
 
 /// What the engine saw just now.
 #[derive(Clone, Debug)]
