@@ -8,6 +8,7 @@
 //!   create).
 //! - [`orphan`]: the key an interrupted CreateAccessKey may have left.
 //! - [`rollback`]: what `rollback` may do, as steps or a refusal.
+//! - [`self_rotation`]: the rules of `self-rotate`.
 //! - [`outlook`]: what `status` and `show` say comes next.
 
 /// The policy lives with the plan that stores it; re-exported so
@@ -19,6 +20,7 @@ pub mod outlook;
 pub mod phases;
 pub mod reconcile;
 pub mod rollback;
+pub mod self_rotation;
 
 use chrono::{DateTime, Utc};
 
