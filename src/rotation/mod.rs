@@ -200,4 +200,6 @@ pub fn guards(plan: &Plan, seen: &Observed) -> Option<Decision> {
 }
 
 #[cfg(test)]
+mod table_tests;
+#[cfg(test)]
 mod tests;

@@ -154,5 +154,7 @@ pub fn worth_waiting(
 /// already that late.
 pub fn deactivation_baseline(plan: &Plan, deactivated: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let recorded = plan.old_key.last_used_at_deactivation;
-    (!recorded.is_some_and(|at| at >= deactivated)).then_some(deactivated)
+    recorded
+        .is_none_or(|at| at < deactivated)
+        .then_some(deactivated)
 }
