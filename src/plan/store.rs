@@ -393,10 +393,17 @@ fn anchor_or_alias(text: &str) -> Option<(usize, usize, &'static str)> {
 /// contradicts itself (edited by hand, or damaged) is refused before any
 /// request, with the field and the fix.
 pub fn validate(plan: &Plan, path: &Path) -> Result<(), String> {
-    use super::model::KeyStatus;
-    use super::Phase;
-    const FIX: &str = "restore the plan from version control";
+    validate_place(plan, path)?;
+    validate_policy(plan)?;
+    validate_phase(plan)
+}
 
+/// What a failed check tells the operator to do, when nothing better fits.
+const FIX: &str = "restore the plan from version control";
+
+/// Where the plan is and who it names: a valid user and account, the file
+/// and folder they belong in, and the ARN of that user.
+fn validate_place(plan: &Plan, path: &Path) -> Result<(), String> {
     if !is_valid_user_name(&plan.user) {
         return Err(format!(
             "`user: {}` is not a valid IAM user name",
@@ -437,6 +444,11 @@ pub fn validate(plan: &Plan, path: &Path) -> Result<(), String> {
             plan.user_arn, plan.user, plan.account, plan.account, plan.user
         ));
     }
+    Ok(())
+}
+
+/// Every duration within bounds, and the quiet period's floor.
+fn validate_policy(plan: &Plan) -> Result<(), String> {
     let policy = &plan.policy;
     for (field, value) in [
         ("adoption_wait", policy.adoption_wait),
@@ -460,6 +472,15 @@ pub fn validate(plan: &Plan, path: &Path) -> Result<(), String> {
             policy.quiet_period
         ));
     }
+    Ok(())
+}
+
+/// The phase against what it implies: a blocked plan's inner phase, the
+/// new key (recorded once created, never the old one), the old key's status.
+fn validate_phase(plan: &Plan) -> Result<(), String> {
+    use super::model::KeyStatus;
+    use super::Phase;
+
     if plan.phase == Phase::Blocked {
         match plan.blocked_in {
             None => {
