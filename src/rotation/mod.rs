@@ -7,6 +7,7 @@
 //! - [`reconcile`]: the live keys against the plan (drift, interrupted
 //!   create).
 //! - [`orphan`]: the key an interrupted CreateAccessKey may have left.
+//! - [`retry`]: whether `run --retry-blocked` may unblock a plan.
 //! - [`rollback`]: what `rollback` may do, as steps or a refusal.
 //! - [`self_rotation`]: the rules of `self-rotate`.
 //! - [`outlook`]: what `status` and `show` say comes next.
@@ -19,6 +20,7 @@ pub mod orphan;
 pub mod outlook;
 pub mod phases;
 pub mod reconcile;
+pub mod retry;
 pub mod rollback;
 pub mod self_rotation;
 
@@ -38,6 +40,7 @@ pub use phases::{
     decide_wait_for_adoption,
 };
 pub use reconcile::reconcile;
+pub use retry::{decide_retry, verification_restart, Retry};
 pub use rollback::{
     check_rollback, decide_rollback, rollback_orphan_candidate, Refusal, RollbackEnd,
     RollbackOptions, RollbackStep,

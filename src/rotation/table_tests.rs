@@ -1321,6 +1321,108 @@ fn find_orphan_inside_and_outside_the_window() {
 }
 
 // ---------------------------------------------------------------------------
+// run --retry-blocked
+
+#[test]
+fn retry_blocked_unblocks_only_for_the_plan_s_account() {
+    let ops = Caller {
+        account: ACCOUNT.into(),
+        arn: OPS_ARN.into(),
+    };
+    let other = Caller {
+        account: OTHER_ACCOUNT.into(),
+        arn: "arn:aws:iam::999988887777:user/ops".into(),
+    };
+    let blocked_in = |phase: Phase| {
+        let mut plan = plan_in(phase);
+        plan.phase = Phase::Blocked;
+        plan.blocked_in = Some(phase);
+        plan.blocked_reason = Some("drift".into());
+        plan
+    };
+    let unblock = |restart_verification| Retry::Unblock {
+        restart_verification,
+    };
+    let rows: Vec<(&str, Plan, &Caller, bool, Retry)> = vec![
+        (
+            "not asked",
+            blocked_in(Phase::Verify),
+            &ops,
+            false,
+            Retry::AsItIs,
+        ),
+        (
+            "not blocked",
+            plan_in(Phase::Verify),
+            &ops,
+            true,
+            Retry::AsItIs,
+        ),
+        (
+            "blocked in verify",
+            blocked_in(Phase::Verify),
+            &ops,
+            true,
+            unblock(true),
+        ),
+        (
+            "blocked in adoption",
+            blocked_in(Phase::WaitForAdoption),
+            &ops,
+            true,
+            unblock(false),
+        ),
+        (
+            "blocked in create",
+            blocked_in(Phase::CreateSecondKey),
+            &ops,
+            true,
+            unblock(false),
+        ),
+        (
+            "another account",
+            blocked_in(Phase::Verify),
+            &other,
+            true,
+            Retry::WrongAccount {
+                reason: "the credentials in use belong to account 999988887777, but the plan \
+                         for alice is for account 111122223333. Nothing was changed. Run again \
+                         with a profile for account 111122223333 (--profile or AWS_PROFILE)."
+                    .into(),
+            },
+        ),
+        (
+            "another account, not asked",
+            blocked_in(Phase::Verify),
+            &other,
+            false,
+            Retry::AsItIs,
+        ),
+    ];
+    for (name, plan, caller, asked, expected) in rows {
+        assert_eq!(decide_retry(&plan, caller, asked), expected, "{name}");
+    }
+}
+
+#[test]
+fn a_restarted_verification_takes_the_last_use_as_its_baseline() {
+    let (plan, mut seen) = row("restart", Phase::Verify)
+        .old_key_use(Use::At(9 * D))
+        .world();
+    assert_eq!(plan.phase, Phase::Verify);
+    let (baseline, action) = verification_restart(&seen);
+    assert_eq!(baseline, Some(at(9 * D)));
+    assert_eq!(
+        action,
+        "verification restarted; old key's last use 2026-11-10T00:00:00Z taken as the new baseline"
+    );
+    seen.old_use = Use::Never.read();
+    let (baseline, action) = verification_restart(&seen);
+    assert_eq!(baseline, None);
+    assert!(action.contains("last use (never) taken"), "{action}");
+}
+
+// ---------------------------------------------------------------------------
 // self-rotation
 
 #[test]
