@@ -4,8 +4,8 @@
 //!
 //! - [`decide`]: the guards ([`guards`]), then one function per phase
 //!   ([`phases`]).
-//! - [`reconcile`]: the live keys against the plan (drift, interrupted
-//!   create).
+//! - [`reconcile`](mod@reconcile): the live keys against the plan (drift,
+//!   interrupted create).
 //! - [`orphan`]: the key an interrupted CreateAccessKey may have left.
 //! - [`retry`]: whether `run --retry-blocked` may unblock a plan.
 //! - [`rollback`]: what `rollback` may do, as steps or a refusal.
