@@ -1,12 +1,29 @@
 //! The side of IAM (and STS) the rotation needs, as one small trait, so the
 //! core can be driven against AWS, moto, or the in-memory simulated account.
 
+use std::fmt;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::plan::KeyStatus;
+/// An access key's status as IAM names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyStatus {
+    Active,
+    Inactive,
+}
+
+impl fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyStatus::Active => "Active",
+            KeyStatus::Inactive => "Inactive",
+        })
+    }
+}
 
 /// Who is calling: STS GetCallerIdentity.
 #[derive(Clone, Debug, PartialEq, Eq)]

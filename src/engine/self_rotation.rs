@@ -12,13 +12,9 @@ use chrono::{DateTime, Utc};
 
 use crate::iam::{Caller, Iam, IamError};
 use crate::plan::{mask_key, LockedPlan, Phase};
-use crate::rotation::self_rotation::check_plan_key;
+use crate::rotation::self_rotation::{check_plan_key, deactivation_baseline, worth_waiting};
 
 use super::{Engine, EngineError, Outcome, Refusal, RunOptions, RunReport};
-
-/// How often IAM is asked again while the new key's first use is not
-/// recorded yet.
-pub const POLL: Duration = Duration::from_secs(3);
 
 /// IAM signed with the new key, whose secret is read back from where it
 /// was delivered (the profile), not kept from the CreateAccessKey answer.
@@ -94,11 +90,8 @@ impl SelfRotation<'_> {
             let reason = other_account(locked, &self.engine.caller, self.profile);
             return Ok(SelfRotated::Ended(Outcome::WrongAccount { reason }));
         }
-        check_plan_key(&locked.plan, &self.in_use).map_err(|mismatch| {
-            EngineError::from(Refusal::KeyMismatch(
-                mismatch.message(self.profile, &locked.path),
-            ))
-        })?;
+        check_plan_key(&locked.plan, &self.in_use, self.profile, &locked.path)
+            .map_err(|mismatch| EngineError::from(Refusal::KeyMismatch(mismatch.to_string())))?;
         let mut just_blocked = false;
         if locked.plan.phase == Phase::CreateSecondKey {
             let old_iam = self.engine.iam;
@@ -244,7 +237,13 @@ impl SelfRotation<'_> {
             };
             let clock = self.engine.clock;
             let left = (deadline - clock.system_now()).to_std().unwrap_or_default();
-            if let Some(pause) = worth_waiting(&report, clock.now(), left, POLL) {
+            let until = match &report.outcome {
+                Outcome::Waiting { until, .. } => Some(*until),
+                _ => None,
+            };
+            let pause =
+                until.and_then(|until| worth_waiting(report.phase, until, clock.now(), left));
+            if let Some(pause) = pause {
                 if !waiting {
                     self.events.waiting(Wait::Start {
                         message: "waiting for IAM to record the new key's first use",
@@ -270,11 +269,11 @@ impl SelfRotation<'_> {
     /// the key went inactive.
     fn baseline_at_deactivation(&mut self, locked: &mut LockedPlan) -> Result<(), EngineError> {
         let now = self.engine.clock.system_now();
-        let old = &mut locked.plan.old_key;
-        if old.last_used_at_deactivation.is_some_and(|at| at >= now) {
+        let Some(baseline) = deactivation_baseline(&locked.plan, now) else {
             return Ok(());
-        }
-        old.last_used_at_deactivation = Some(now);
+        };
+        let old = &mut locked.plan.old_key;
+        old.last_used_at_deactivation = Some(baseline);
         let action = format!(
             "verify baseline for old key {} set to {}, when it went inactive: its last uses were \
              self-rotate's own calls just before, which IAM may record late",
@@ -360,30 +359,6 @@ impl SelfRotation<'_> {
     }
 }
 
-/// How long to pause before asking the engine again, when the plan waits
-/// for something that can come within the `left` of the bound: IAM
-/// recording the new key's first use (it lags), or a due time the bound
-/// reaches. A plan that waits for days (a policy other than
-/// self-rotate's) is not waited for.
-pub fn worth_waiting(
-    report: &RunReport,
-    now: DateTime<Utc>,
-    left: Duration,
-    poll: Duration,
-) -> Option<Duration> {
-    let Outcome::Waiting { until, .. } = &report.outcome else {
-        return None;
-    };
-    if !matches!(report.phase, Phase::WaitForAdoption | Phase::CheckLastUsed) {
-        return None;
-    }
-    let reachable = match until {
-        None => true,
-        Some(until) => (*until - now).to_std().unwrap_or_default() <= left,
-    };
-    (reachable && !left.is_zero()).then(|| poll.min(left))
-}
-
 /// Why the new key was not proven to work.
 enum Unproven {
     /// Still not accepted when the time was up; the last answer.
@@ -427,52 +402,6 @@ fn new_key_id(locked: &LockedPlan) -> Result<String, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn waiting(phase: Phase, until: Option<chrono::DateTime<chrono::Utc>>) -> RunReport {
-        RunReport {
-            user: "alice".into(),
-            account: "123456789012".into(),
-            phase,
-            actions: Vec::new(),
-            outcome: Outcome::Waiting {
-                until,
-                reason: String::new(),
-                next: String::new(),
-            },
-        }
-    }
-
-    #[test]
-    fn only_waits_that_can_end_within_the_bound_are_waited_for() {
-        let now = chrono::Utc::now();
-        let left = Duration::from_secs(120);
-        let pause = worth_waiting(&waiting(Phase::WaitForAdoption, None), now, left, POLL);
-        assert_eq!(pause, Some(POLL));
-        let soon = Some(now + chrono::Duration::seconds(30));
-        assert!(worth_waiting(&waiting(Phase::CheckLastUsed, soon), now, left, POLL).is_some());
-        // A normal plan's seven-day adoption wait is not waited out here.
-        let days = Some(now + chrono::Duration::days(7));
-        assert_eq!(
-            worth_waiting(&waiting(Phase::WaitForAdoption, days), now, left, POLL),
-            None
-        );
-        assert_eq!(
-            worth_waiting(&waiting(Phase::Verify, None), now, left, POLL),
-            None
-        );
-        assert_eq!(
-            worth_waiting(
-                &waiting(Phase::WaitForAdoption, None),
-                now,
-                Duration::ZERO,
-                POLL
-            ),
-            None
-        );
-        let mut finished = waiting(Phase::WaitForAdoption, None);
-        finished.outcome = Outcome::Finished;
-        assert_eq!(worth_waiting(&finished, now, left, POLL), None);
-    }
 
     use std::sync::Arc;
 

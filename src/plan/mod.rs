@@ -1,7 +1,9 @@
-//! Plans: the serde model of a plan file and the store that loads, locks and
-//! atomically saves them.
+//! Plans: the serde model of a plan file (with the policy it stores) and the
+//! store that loads, locks and atomically saves them. Below `rotation`: no
+//! module here imports it.
 
 pub mod model;
+pub mod policy;
 pub mod store;
 
 pub use model::{

@@ -6,7 +6,11 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::rotation::policy::Policy;
+use super::policy::Policy;
+
+/// A key's status lives with the [`crate::iam::Iam`] trait that takes it;
+/// a plan records it.
+pub use crate::iam::KeyStatus;
 
 /// How many last-used samples a plan keeps; older ones are dropped.
 pub const MAX_OBSERVATIONS: usize = 20;
@@ -54,22 +58,6 @@ impl Phase {
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// An access key's status as IAM names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeyStatus {
-    Active,
-    Inactive,
-}
-
-impl fmt::Display for KeyStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            KeyStatus::Active => "Active",
-            KeyStatus::Inactive => "Inactive",
-        })
     }
 }
 

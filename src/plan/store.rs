@@ -395,8 +395,17 @@ fn anchor_or_alias(text: &str) -> Option<(usize, usize, &'static str)> {
 /// contradicts itself (edited by hand, or damaged) is refused before any
 /// request, with the field and the fix.
 pub fn validate(plan: &Plan, path: &Path) -> Result<(), String> {
-    const FIX: &str = "restore the plan from version control";
+    validate_place(plan, path)?;
+    validate_policy(plan)?;
+    validate_phase(plan)
+}
 
+/// What a failed check tells the operator to do, when nothing better fits.
+const FIX: &str = "restore the plan from version control";
+
+/// Where the plan is and who it names: a valid user and account, the file
+/// and folder they belong in, and the ARN of that user.
+fn validate_place(plan: &Plan, path: &Path) -> Result<(), String> {
     if !is_valid_user_name(&plan.user) {
         return Err(format!(
             "`user: {}` is not a valid IAM user name",
@@ -437,13 +446,12 @@ pub fn validate(plan: &Plan, path: &Path) -> Result<(), String> {
             plan.user_arn, plan.user, plan.account, plan.account, plan.user
         ));
     }
-    validate_policy(&plan.policy)?;
-    validate_phase(plan)
+    Ok(())
 }
 
-/// Every duration within bounds, and a quiet period under the floor only
-/// when accepted in so many words.
-fn validate_policy(policy: &crate::rotation::policy::Policy) -> Result<(), String> {
+/// Every duration within bounds, and the quiet period's floor.
+fn validate_policy(plan: &Plan) -> Result<(), String> {
+    let policy = &plan.policy;
     for (field, value) in [
         ("adoption_wait", policy.adoption_wait),
         ("quiet_period", policy.quiet_period),
@@ -457,7 +465,7 @@ fn validate_policy(policy: &crate::rotation::policy::Policy) -> Result<(), Strin
             ));
         }
     }
-    let floor = crate::rotation::policy::MIN_QUIET_PERIOD;
+    let floor = super::policy::MIN_QUIET_PERIOD;
     if policy.quiet_period < floor && !policy.allow_short_quiet_period {
         return Err(format!(
             "`policy.quiet_period: {}` is under the {floor} floor (AWS records last use with \
@@ -469,11 +477,11 @@ fn validate_policy(policy: &crate::rotation::policy::Policy) -> Result<(), Strin
     Ok(())
 }
 
-/// The phase, `new_key` and the old key's status agree.
+/// The phase against what it implies: a blocked plan's inner phase, the
+/// new key (recorded once created, never the old one), the old key's status.
 fn validate_phase(plan: &Plan) -> Result<(), String> {
     use super::model::KeyStatus;
     use super::Phase;
-    const FIX: &str = "restore the plan from version control";
 
     if plan.phase == Phase::Blocked {
         match plan.blocked_in {
@@ -738,9 +746,8 @@ history: []
                 "old_key.status",
             ),
             (
-                EXAMPLE
-                    .replace("phase: wait_for_adoption", "phase: verify")
-                    .replace("status: Active", "status: Active"),
+                // verify with the old key still Active
+                EXAMPLE.replace("phase: wait_for_adoption", "phase: verify"),
                 "old_key.status",
             ),
             (EXAMPLE.replace("user: alice", "user: bob"), "file name"),

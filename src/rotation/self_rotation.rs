@@ -1,11 +1,16 @@
-//! The rules of a self-rotation, pure: its policy, which key the profile
-//! must sign with at each phase, and which existing plan it may resume.
+//! The rules of `self-rotate`, which rotates the key the caller's own
+//! profile signs with: its policy, which key that profile must hold at each
+//! phase, and whether a wait can end within the command's bound.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use crate::duration::HumanDuration;
+use crate::plan::policy::Policy;
 use crate::plan::{mask_key, Phase, Plan, PlanKind};
-use crate::rotation::policy::Policy;
 
 /// The policy of a self-rotation. The key's one consumer is the profile
 /// self-rotate rewrites itself, so there is nothing to wait for before the
@@ -21,31 +26,66 @@ pub fn self_policy() -> Policy {
     }
 }
 
-/// The profile signs with another key than the plan expects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyMismatch {
-    /// The old key is back in the profile after the new one was written.
-    OldKeyBack {
-        old: String,
-        new: Option<String>,
-        user: String,
-    },
-    /// Some other key.
-    Other { in_use: String, expected: String },
+/// How often IAM is asked again while the new key's first use is not
+/// recorded yet.
+pub const POLL: Duration = Duration::from_secs(3);
+
+/// The key the profile must sign with for the plan's phase: the old key
+/// before the new one is created, the new key after; `None` for a
+/// finished plan (any key will do) or a plan that records no new key.
+pub fn expected_key(plan: &Plan) -> Option<&str> {
+    match plan.effective_phase() {
+        Phase::CreateSecondKey => Some(plan.old_key.id.as_str()),
+        Phase::Done | Phase::RolledBack => None,
+        _ => plan.new_key.as_ref().map(|k| k.id.as_str()),
+    }
 }
 
-impl KeyMismatch {
-    pub fn message(&self, profile: &str, plan_path: &Path) -> String {
+/// The profile signs with another key than [`expected_key`].
+/// `Display` is the message the operator reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyMismatch {
+    /// The profile holds the old key again after the new one was written
+    /// there: the new key's secret is lost.
+    OldKeyAgain {
+        profile: String,
+        user: String,
+        old_key: String,
+        new_key: Option<String>,
+    },
+    /// Neither: the plan or the profile is not what the other expects.
+    Unexpected {
+        profile: String,
+        in_use: String,
+        expected: String,
+        plan_path: PathBuf,
+    },
+}
+
+impl fmt::Display for KeyMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KeyMismatch::OldKeyBack { old, new, user } => format!(
+            KeyMismatch::OldKeyAgain {
+                profile,
+                user,
+                old_key,
+                new_key,
+            } => write!(
+                f,
                 "profile [{profile}] holds the old key {} again, but this self-rotation already \
                  created the new key {} and wrote it there; its secret is no longer in the \
                  profile. Undo the rotation with `iam-rotate rollback {user} --delete-new`, then \
                  self-rotate anew",
-                mask_key(old),
-                new.as_deref().map(mask_key).unwrap_or_default(),
+                mask_key(old_key),
+                new_key.as_deref().map(mask_key).unwrap_or_default(),
             ),
-            KeyMismatch::Other { in_use, expected } => format!(
+            KeyMismatch::Unexpected {
+                profile,
+                in_use,
+                expected,
+                plan_path,
+            } => write!(
+                f,
                 "profile [{profile}] signs with the key {}, but the plan {} expects {}. Check the \
                  profile, or move the plan away if it is stale",
                 mask_key(in_use),
@@ -56,28 +96,67 @@ impl KeyMismatch {
     }
 }
 
-/// The key in use must be the one the plan expects the profile to hold:
-/// the old key before the new one is created, the new key after.
-pub fn check_plan_key(plan: &Plan, in_use: &str) -> Result<(), KeyMismatch> {
-    let new_key = plan.new_key.as_ref().map(|k| k.id.as_str());
-    let expected = match plan.effective_phase() {
-        Phase::CreateSecondKey => Some(plan.old_key.id.as_str()),
-        Phase::Done | Phase::RolledBack => None,
-        _ => new_key,
-    };
-    match expected {
+impl std::error::Error for KeyMismatch {}
+
+/// The key in use (`in_use`, the one `profile` signs with) must be the one
+/// the plan at `plan_path` expects the profile to hold: see
+/// [`expected_key`].
+pub fn check_plan_key(
+    plan: &Plan,
+    in_use: &str,
+    profile: &str,
+    plan_path: &Path,
+) -> Result<(), KeyMismatch> {
+    match expected_key(plan) {
         None => Ok(()),
         Some(id) if id == in_use => Ok(()),
-        Some(_) if in_use == plan.old_key.id => Err(KeyMismatch::OldKeyBack {
-            old: plan.old_key.id.clone(),
-            new: new_key.map(str::to_string),
+        Some(_) if in_use == plan.old_key.id => Err(KeyMismatch::OldKeyAgain {
+            profile: profile.to_string(),
             user: plan.user.clone(),
+            old_key: plan.old_key.id.clone(),
+            new_key: plan.new_key.as_ref().map(|k| k.id.clone()),
         }),
-        Some(id) => Err(KeyMismatch::Other {
+        Some(id) => Err(KeyMismatch::Unexpected {
+            profile: profile.to_string(),
             in_use: in_use.to_string(),
             expected: id.to_string(),
+            plan_path: plan_path.to_path_buf(),
         }),
     }
+}
+
+/// How long to pause before asking the engine again, for a plan in
+/// `phase` that waits (until `until`, when time alone decides it), with
+/// `left` of the command's bound remaining at `now`; `None`: stop waiting.
+/// Only what can come within the bound is waited for: IAM recording the new
+/// key's first use (it lags), or a due time the bound reaches. A plan that
+/// waits for days (a policy other than self-rotate's) is not waited for.
+pub fn worth_waiting(
+    phase: Phase,
+    until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    left: Duration,
+) -> Option<Duration> {
+    if !matches!(phase, Phase::WaitForAdoption | Phase::CheckLastUsed) {
+        return None;
+    }
+    let reachable = match until {
+        None => true,
+        Some(until) => (until - now).to_std().unwrap_or_default() <= left,
+    };
+    (reachable && !left.is_zero()).then(|| POLL.min(left))
+}
+
+/// The verify baseline once the old key went inactive at `deactivated`
+/// (real time): the old key's last uses were self-rotate's own calls
+/// seconds before, which IAM may publish only later, so verify must not
+/// take them for a use after deactivation. `None`: the recorded baseline is
+/// already that late.
+pub fn deactivation_baseline(plan: &Plan, deactivated: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let recorded = plan.old_key.last_used_at_deactivation;
+    recorded
+        .is_none_or(|at| at < deactivated)
+        .then_some(deactivated)
 }
 
 /// Whether an existing plan is an unfinished self-rotation of `delivery`
