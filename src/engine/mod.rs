@@ -13,7 +13,7 @@ use crate::deliver::{Deliver, DeliverError};
 use crate::iam::{Caller, Iam, IamError};
 use crate::plan::store::PlanError;
 use crate::plan::{mask_key, LockedPlan, Phase, Plan, Stamp};
-use crate::rotation::{self, Decision, Observed, Step};
+use crate::rotation::{self, Decision, Observed, Retry, Step};
 
 mod observe;
 mod rollback;
@@ -81,8 +81,8 @@ pub enum Refusal {
     #[error("the plan records no new key; restore it from version control")]
     NoNewKey,
     /// A rollback that would not be safe.
-    #[error("{0}")]
-    Rollback(String),
+    #[error(transparent)]
+    Rollback(crate::rotation::rollback::Refusal),
 }
 
 /// A run that failed: the error, and the actions it took before it (each
@@ -205,20 +205,21 @@ impl Engine<'_> {
         options: RunOptions,
     ) -> Result<Outcome, EngineError> {
         let mut rebaseline = false;
-        if locked.plan.phase == Phase::Blocked && options.retry_blocked {
-            if self.caller.account != locked.plan.account {
-                return Ok(Outcome::WrongAccount {
-                    reason: wrong_account(&locked.plan, &self.caller),
-                });
-            }
-            if options.dry_run {
+        match rotation::decide_retry(&locked.plan, &self.caller, options.retry_blocked) {
+            Retry::AsItIs => {}
+            Retry::WrongAccount { reason } => return Ok(Outcome::WrongAccount { reason }),
+            Retry::Unblock { .. } if options.dry_run => {
                 return Ok(Outcome::WouldAct {
                     step: "leave blocked and re-check the guards".into(),
                 });
             }
-            rebaseline = locked.plan.blocked_in == Some(Phase::Verify);
-            locked.plan.unblock(&self.stamp());
-            locked.save()?;
+            Retry::Unblock {
+                restart_verification,
+            } => {
+                rebaseline = restart_verification;
+                locked.plan.unblock(&self.stamp());
+                locked.save()?;
+            }
         }
         // An observation that is still good for the plan's phase: taken in
         // this run and followed only by a plan-only transition or by our own
@@ -235,18 +236,9 @@ impl Engine<'_> {
                         if rebaseline && locked.plan.phase == Phase::Verify {
                             rebaseline = false;
                             unsaved = true;
-                            let baseline = seen.old_use.as_ref().and_then(|u| u.at);
+                            let (baseline, action) = rotation::verification_restart(&seen);
                             locked.plan.old_key.last_used_at_deactivation = baseline;
-                            locked.plan.record(
-                                format!(
-                                    "verification restarted; old key's last use {} taken as the \
-                                     new baseline",
-                                    baseline
-                                        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                                        .unwrap_or_else(|| "(never)".into())
-                                ),
-                                &self.stamp(),
-                            );
+                            locked.plan.record(action, &self.stamp());
                         }
                     }
                     seen
@@ -297,14 +289,6 @@ impl Engine<'_> {
         }
         .into())
     }
-}
-
-pub(super) fn wrong_account(plan: &Plan, caller: &Caller) -> String {
-    format!(
-        "the credentials in use belong to account {}, but the plan for {} is for account {}. \
-         Nothing was changed. Run again with a profile for account {} (--profile or AWS_PROFILE).",
-        caller.account, plan.user, plan.account, plan.account
-    )
 }
 
 /// A step in the operator's words, for `--dry-run`.
