@@ -723,9 +723,8 @@ history: []
                 "old_key.status",
             ),
             (
-                EXAMPLE
-                    .replace("phase: wait_for_adoption", "phase: verify")
-                    .replace("status: Active", "status: Active"),
+                // In verify the old key is Inactive; the example's is Active.
+                EXAMPLE.replace("phase: wait_for_adoption", "phase: verify"),
                 "old_key.status",
             ),
             (EXAMPLE.replace("user: alice", "user: bob"), "file name"),
