@@ -5,7 +5,7 @@ pub mod model;
 pub mod store;
 
 pub use model::{
-    mask_key, HistoryEntry, KeyStatus, NewKey, Observation, OldKey, Phase, Plan, PlanKind,
-    PlanVersion, Stamp,
+    json_schema, mask_key, HistoryEntry, KeyStatus, NewKey, Observation, OldKey, Phase, Plan,
+    PlanKind, PlanVersion, Stamp,
 };
 pub use store::{LockedPlan, PlanStore};
