@@ -1,0 +1,382 @@
+//! How iam-rotate fits the tools around it: shell completions and the man
+//! page, the plan file's JSON Schema, did-you-mean for mistyped names, and
+//! the least-privilege IAM policies shipped in docs/policies/.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::deliver::{credentials_file, laptop_credentials, self_rotate, write_private};
+use crate::harness::{bare_command, Env, Run};
+use crate::moto_env;
+
+/// `iam-rotate ARGS` with nothing from this machine: no AWS, no plans.
+fn offline(args: &[&str]) -> Run {
+    let output = bare_command()
+        .args(args)
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run iam-rotate");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The subcommands every completion script and the man page must know.
+const SUBCOMMANDS: &[&str] = &[
+    "plan",
+    "run",
+    "status",
+    "show",
+    "rollback",
+    "report",
+    "demo",
+    "self-rotate",
+    "completions",
+    "man",
+    "schema",
+];
+
+// ---------------------------------------------------------------------------
+// Completions and the man page
+
+#[test]
+fn each_shell_s_completion_script_names_every_subcommand() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let run = offline(&["completions", shell]);
+        run.expect(0);
+        assert!(run.stdout.len() > 1000, "{shell}: {}", run.stdout);
+        assert!(run.stderr.is_empty(), "{shell}: {}", run.stderr);
+        for sub in SUBCOMMANDS {
+            assert!(run.stdout.contains(sub), "{shell}: no completion for {sub}");
+        }
+        // Flags complete too, global and per subcommand.
+        // (fish names them without the dashes: -l retry-blocked.)
+        for flag in ["plans-dir", "deliver", "retry-blocked"] {
+            assert!(run.stdout.contains(flag), "{shell}: no {flag}");
+        }
+    }
+    // An unknown shell is a usage error that lists the shells.
+    let run = offline(&["completions", "tcsh"]);
+    run.expect(2);
+    assert!(run.stderr.contains("bash") && run.stderr.contains("powershell"));
+}
+
+#[test]
+fn the_bash_completion_script_loads_and_completes() {
+    let binary = env!("CARGO_BIN_EXE_iam-rotate");
+    let dir = Path::new(binary).parent().unwrap();
+    // As a user installs it: on PATH, then sourced.
+    let script = r#"
+        source <(iam-rotate completions bash) || exit 10
+        complete -p iam-rotate || exit 11
+        COMP_WORDS=(iam-rotate ro); COMP_CWORD=1; COMP_LINE="iam-rotate ro"; COMP_POINT=13
+        _iam__rotate iam-rotate ro iam-rotate
+        echo "subcommands: ${COMPREPLY[*]}"
+        COMP_WORDS=(iam-rotate run --retry); COMP_CWORD=2
+        _iam__rotate iam-rotate --retry run
+        echo "flags: ${COMPREPLY[*]}"
+    "#;
+    let output = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", script])
+        .env(
+            "PATH",
+            format!("{}:{}", dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("complete -o bashdefault -o default -o nosort -F _iam__rotate iam-rotate"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("subcommands: rollback"), "{stdout}");
+    assert!(stdout.contains("flags: --retry-blocked"), "{stdout}");
+}
+
+#[test]
+fn the_man_page_is_roff_and_lists_every_subcommand() {
+    let run = offline(&["man"]);
+    run.expect(0);
+    let page = &run.stdout;
+    assert!(page.starts_with(".TH iam-rotate 1 "), "{page}");
+    let section = |name: &str| {
+        page.find(&format!(".SH {name}\n"))
+            .or_else(|| page.find(&format!(".SH \"{name}\"\n")))
+            .unwrap_or_else(|| panic!("no {name} section:\n{page}"))
+    };
+    let (subcommands, environment) = (section("SUBCOMMANDS"), section("ENVIRONMENT"));
+    section("EXIT STATUS");
+    section("FILES");
+    for sub in SUBCOMMANDS {
+        // roff escapes hyphens: iam\-rotate\-self\-rotate(1).
+        let entry = format!("iam\\-rotate\\-{}(1)", sub.replace('-', "\\-"));
+        let at = page
+            .find(&entry)
+            .unwrap_or_else(|| panic!("{entry} missing"));
+        assert!(at > subcommands, "{entry}");
+    }
+    assert!(page[environment..].contains("IAM_ROTATE_PLANS_DIR"));
+    // man(1) can read it, when man is installed.
+    if let Ok(mut man) = Command::new("man")
+        .args(["-l", "-"])
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        man.stdin
+            .take()
+            .unwrap()
+            .write_all(page.as_bytes())
+            .unwrap();
+        let out = man.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("iam-rotate-self-rotate(1)"), "{text}");
+        assert!(text.contains("EXIT STATUS"), "{text}");
+    }
+
+    // --out-dir: the main page and one per subcommand.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    offline(&["man", "--out-dir", out.to_str().unwrap()]).expect(0);
+    let main = std::fs::read_to_string(out.join("iam-rotate.1")).unwrap();
+    assert_eq!(main, *page);
+    for sub in SUBCOMMANDS {
+        let sub_page = std::fs::read_to_string(out.join(format!("iam-rotate-{sub}.1")))
+            .unwrap_or_else(|e| panic!("iam-rotate-{sub}.1: {e}"));
+        assert!(sub_page.contains(".TH iam-rotate-"), "{sub}");
+    }
+}
+
+#[test]
+fn completions_man_and_schema_need_no_aws_and_no_plans() {
+    // No credentials, no plans folder, a clock override that would stop
+    // any command that writes: these only print what the binary is.
+    for args in [&["completions", "zsh"][..], &["man"], &["schema"]] {
+        let output = bare_command()
+            .args(args)
+            .env("IAM_ROTATE_PLANS_DIR", "/nonexistent/plans")
+            .env("IAM_ROTATE_NOW", "2030-01-01T00:00:00Z")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(output.stderr.is_empty(), "{args:?}: {:?}", output.stderr);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The plan file's JSON Schema
+
+/// `iam-rotate schema`, compiled, with `format` (date-time) checked too.
+fn plan_validator(env: &Env) -> jsonschema::Validator {
+    let run = env.run(&["schema"]);
+    run.expect(0);
+    let schema = run.json();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("iam-rotate schema is a valid JSON Schema")
+}
+
+/// A YAML plan as the JSON it parses to.
+fn as_json(yaml: &str) -> serde_json::Value {
+    let value: serde_yaml::Value = serde_yaml::from_str(yaml).expect("a plan is YAML");
+    serde_json::to_value(value).expect("a plan converts to JSON")
+}
+
+/// Every error the schema finds in `yaml`, with where.
+fn schema_errors(validator: &jsonschema::Validator, yaml: &str) -> Vec<String> {
+    let instance = as_json(yaml);
+    validator
+        .iter_errors(&instance)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+/// Records and checks every version of the plans a test writes.
+struct Written<'a> {
+    env: &'a Env,
+    validator: jsonschema::Validator,
+    versions: Vec<String>,
+}
+
+impl Written<'_> {
+    /// The user's plan as it is on disk now validates; a new version is
+    /// counted.
+    #[track_caller]
+    fn check(&mut self, user: &str) {
+        let text = self.env.plan_text(user);
+        let errors = schema_errors(&self.validator, &text);
+        assert!(errors.is_empty(), "{user}: {errors:#?}\n{text}");
+        // What iam-rotate writes is also the canonical duration form.
+        let plan = as_json(&text);
+        for field in ["adoption_wait", "quiet_period", "verify_period"] {
+            let value = plan["policy"][field].as_str().unwrap();
+            let (number, unit) = value.split_at(value.len() - 1);
+            assert!(
+                number.bytes().all(|b| b.is_ascii_digit()) && "smhd".contains(unit),
+                "{field}: {value}"
+            );
+        }
+        if !self.versions.contains(&text) {
+            self.versions.push(text);
+        }
+    }
+}
+
+#[test]
+fn every_plan_written_through_a_rotation_validates_against_the_schema() {
+    let env = moto_env!();
+    let mut written = Written {
+        validator: plan_validator(&env),
+        env: &env,
+        versions: Vec::new(),
+    };
+
+    // A whole rotation, the clock moved with IAM_ROTATE_NOW; a short quiet
+    // period accepted on purpose (policy.allow_short_quiet_period).
+    let old = env.user("sam", 1).remove(0);
+    env.run(&[
+        "plan",
+        "sam",
+        "--quiet-period",
+        "1h",
+        "--allow-short-quiet-period",
+    ])
+    .expect(0);
+    written.check("sam");
+    env.run(&["run", "sam"]).expect(0); // create_second_key -> wait_for_adoption
+    written.check("sam");
+    let new = env.delivered("sam");
+    env.use_key(&old);
+    env.run_at(Some(1.0), &["run", "sam"]).expect(0); // waiting: an observation
+    written.check("sam");
+    env.use_key(&new);
+    // Adoption over, the old key quiet: set inactive, then verify.
+    env.run_at(Some(7.5), &["run", "sam"]).expect(0);
+    written.check("sam");
+    assert_eq!(env.plan_yaml("sam")["phase"], "verify");
+    env.run_at(Some(8.0), &["run", "sam"]).expect(0); // verify waits
+    written.check("sam");
+    env.run_at(Some(15.5), &["run", "sam"]).expect(0); // -> delete -> done
+    written.check("sam");
+    let done = env.plan_yaml("sam");
+    assert_eq!(done["phase"], "done");
+    assert!(done["policy"]["allow_short_quiet_period"] == true);
+    assert!(done["old_key"]["deactivated_at"].is_string());
+
+    // profile: delivery (credentials_file), then rolled back.
+    let pat = env.user("pat", 1).remove(0);
+    write_private(&credentials_file(&env), &laptop_credentials(&pat, "pat"));
+    env.run(&["plan", "pat", "--deliver", "profile:pat"])
+        .expect(0);
+    written.check("pat");
+    assert!(env.plan_yaml("pat")["credentials_file"].is_string());
+    env.run(&["run", "pat"]).expect(0);
+    written.check("pat");
+    env.run(&["rollback", "pat", "--delete-new"]).expect(0);
+    written.check("pat");
+    assert_eq!(env.plan_yaml("pat")["phase"], "rolled_back");
+
+    // Blocked by drift (blocked_in, blocked_reason), then retried.
+    let eve = env.user("eve", 1).remove(0);
+    env.run(&["plan", "eve"]).expect(0);
+    env.run(&["run", "eve"]).expect(0);
+    env.set_key_status("eve", &eve.id, "Inactive");
+    env.run_at(Some(8.0), &["run", "eve"]).expect(3);
+    written.check("eve");
+    assert_eq!(env.plan_yaml("eve")["phase"], "blocked");
+    env.set_key_status("eve", &eve.id, "Active");
+    env.run_at(Some(8.0), &["run", "--retry-blocked", "eve"])
+        .expect(0);
+    written.check("eve");
+
+    // A failed run (last_error): the destination's folder is a file.
+    env.user("liv", 1);
+    let folder = env.dir.path().join("handover");
+    let spec = format!("file:{}/{{user}}.csv", folder.display());
+    env.run(&["plan", "liv", "--deliver", &spec]).expect(0);
+    std::fs::write(&folder, "not a folder").unwrap();
+    env.run(&["run", "liv"]).expect(1);
+    written.check("liv");
+    assert!(env.plan_yaml("liv")["last_error"].is_string());
+
+    // self-rotate's own plan (kind: self_rotate).
+    let ida = env.user("ida", 1).remove(0);
+    let file = env.dir.path().join("ida/credentials");
+    write_private(&file, &laptop_credentials(&ida, "default"));
+    let file_var = file.to_str().unwrap();
+    self_rotate(
+        &env,
+        &[("AWS_SHARED_CREDENTIALS_FILE", file_var)],
+        None,
+        &["--delete-now"],
+    )
+    .expect(0);
+    written.check("ida");
+    assert_eq!(env.plan_yaml("ida")["kind"], "self_rotate");
+
+    assert!(
+        written.versions.len() >= 12,
+        "{} plan versions checked",
+        written.versions.len()
+    );
+    env.assert_no_secret_leaked(&[&env.default_csv("sam"), &credentials_file(&env), &file]);
+}
+
+#[test]
+fn the_schema_refuses_what_iam_rotate_refuses_on_parse() {
+    let env = moto_env!();
+    let validator = plan_validator(&env);
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/README.md"))
+            .unwrap();
+    let example = readme
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("plans/README.md has a yaml example");
+    assert_eq!(schema_errors(&validator, example), Vec::<String>::new());
+    for (from, to, path) in [
+        ("phase: wait_for_adoption", "phase: sideways", "/phase"),
+        ("version: 1", "version: 2", "/version"),
+        ("account: '123456789012'", "account: '12345'", "/account"),
+        (
+            "quiet_period: 3d",
+            "quiet_period: three days",
+            "/policy/quiet_period",
+        ),
+        ("  status: Active", "  status: active", "/old_key/status"),
+        ("phase_since:", "phase_snice:", ""),
+        ("kind: plan", "kind: cron", "/kind"),
+        (
+            "  created_at: 2026-11-26T09:00:03Z",
+            "  created_at: yesterday",
+            "/new_key",
+        ),
+    ] {
+        assert!(example.contains(from), "{from}");
+        let errors = schema_errors(&validator, &example.replacen(from, to, 1));
+        assert!(
+            errors.iter().any(|e| e.starts_with(path)),
+            "{to}: {errors:#?}"
+        );
+    }
+}
