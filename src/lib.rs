@@ -30,3 +30,4 @@ pub mod plan;
 pub mod planner;
 pub mod rotation;
 pub mod sim;
+pub mod suggest;

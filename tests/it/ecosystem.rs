@@ -380,3 +380,113 @@ fn the_schema_refuses_what_iam_rotate_refuses_on_parse() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Did-you-mean
+
+#[test]
+fn a_mistyped_plan_name_gets_the_closest_plans_of_the_account() {
+    let env = moto_env!();
+    for user in ["alice", "alicia", "deploy-bot"] {
+        env.user(user, 1);
+        env.run(&["plan", user]).expect(0);
+    }
+    // (status's text is a table that wraps; its JSON is checked below.)
+    for args in [
+        &["run", "alcie"][..],
+        &["show", "alcie"],
+        &["rollback", "alcie"],
+    ] {
+        let run = env.run(args);
+        run.expect(1);
+        let text = run.text();
+        assert!(text.contains("no plan at"), "{args:?}: {text}");
+        assert!(text.contains("Did you mean alice?"), "{args:?}: {text}");
+        assert!(
+            text.contains("create a plan with `iam-rotate plan alcie`"),
+            "{args:?}: {text}"
+        );
+    }
+    // Two close names, best first; a part of a name finds the whole.
+    let text = env.run(&["show", "alic"]).text();
+    assert!(text.contains("Did you mean alice or alicia?"), "{text}");
+    let text = env.run(&["show", "deploy"]).text();
+    assert!(text.contains("Did you mean deploy-bot?"), "{text}");
+    // JSON output carries the suggestion too.
+    let status = env.run(&["--output", "json", "status", "alcie"]);
+    status.expect(1);
+    let error = status.json()[0]["error"].as_str().unwrap().to_string();
+    assert!(error.contains("Did you mean alice?"), "{error}");
+    assert!(error.contains("`iam-rotate plan alcie`"), "{error}");
+    // Nothing close: no guess, just what to do.
+    let run = env.run(&["show", "zed"]);
+    run.expect(1);
+    assert!(!run.text().contains("Did you mean"), "{}", run.text());
+    assert!(
+        run.text().contains("`iam-rotate plan zed`"),
+        "{}",
+        run.text()
+    );
+    // A plan path in a folder with plans gets the same help.
+    let path = env.plans().join(crate::harness::ACCOUNT).join("alcie.yaml");
+    let text = env.run(&["show", path.to_str().unwrap()]).text();
+    assert!(text.contains("Did you mean alice?"), "{text}");
+}
+
+#[test]
+fn an_account_without_plans_says_so() {
+    let env = moto_env!();
+    std::fs::create_dir_all(env.plans().join("999988887777")).unwrap();
+    env.user("alice", 1);
+    let run = env.run(&["show", "alice"]);
+    run.expect(1);
+    assert!(
+        run.text().contains(
+            "There are no plans for this account yet: create one with `iam-rotate plan alice`"
+        ),
+        "{}",
+        run.text()
+    );
+}
+
+#[test]
+fn planning_a_user_iam_does_not_know_names_the_closest_users() {
+    let env = moto_env!();
+    for user in ["alice", "alicia", "deploy-bot", "Carol"] {
+        env.user(user, 1);
+    }
+    // A user who exists: no ListUsers.
+    env.proxy.reset_counts();
+    env.run(&["plan", "alice"]).expect(0);
+    assert!(
+        !env.proxy.forwarded().contains_key("ListUsers"),
+        "{:?}",
+        env.proxy.forwarded()
+    );
+
+    let run = env.run(&["plan", "deploy-bto"]);
+    run.expect(1);
+    let text = run.text();
+    assert!(
+        text.contains("there is no IAM user deploy-bto in account"),
+        "{text}"
+    );
+    assert!(text.contains("Did you mean deploy-bot?"), "{text}");
+    assert!(!env.plan_path("deploy-bto").exists());
+    // IAM user names are unique whatever their case.
+    let text = env.run(&["plan", "carol"]).text();
+    assert!(text.contains("Did you mean Carol?"), "{text}");
+    let text = env.run(&["plan", "alic"]).text();
+    assert!(text.contains("Did you mean alice or alicia?"), "{text}");
+    // Several names: each gets its own answer; the good one is planned.
+    let run = env.run(&["--output", "json", "plan", "alicia", "alcie"]);
+    run.expect(1);
+    let rows = run.json();
+    assert_eq!(rows[0]["result"], "planned");
+    let reason = rows[1]["reason"].as_str().unwrap();
+    assert!(reason.contains("Did you mean alice?"), "{reason}");
+    // Nothing close: where to look instead.
+    let text = env.run(&["plan", "zed"]).text();
+    assert!(!text.contains("Did you mean"), "{text}");
+    assert!(text.contains("iam-rotate report"), "{text}");
+}
