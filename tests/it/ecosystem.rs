@@ -490,3 +490,380 @@ fn planning_a_user_iam_does_not_know_names_the_closest_users() {
     assert!(!text.contains("Did you mean"), "{text}");
     assert!(text.contains("iam-rotate report"), "{text}");
 }
+
+// ---------------------------------------------------------------------------
+// The least-privilege policies in docs/policies/
+
+fn policy_file(name: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/policies")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"))
+}
+
+/// A statement's actions, whether written as one string or a list.
+fn actions(statement: &serde_json::Value) -> Vec<String> {
+    match &statement["Action"] {
+        serde_json::Value::String(one) => vec![one.clone()],
+        serde_json::Value::Array(many) => many
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect(),
+        other => panic!("Action is {other}"),
+    }
+}
+
+/// `policy` as moto can enforce it. moto checks each IAM, STS, Secrets
+/// Manager and SSM request's action against the statements' Action lists,
+/// but always against the resource `*` (moto/iam/access_control.py: "TODO
+/// add support for the Resource and Condition parts"), so a statement
+/// scoped to `arn:aws:iam::*:user/*` would never match there. Only the
+/// Resource elements change; statements, effects and actions are the
+/// file's own.
+fn as_moto_enforces(mut policy: serde_json::Value) -> serde_json::Value {
+    for statement in policy["Statement"].as_array_mut().unwrap() {
+        statement["Resource"] = "*".into();
+    }
+    policy
+}
+
+/// Gives `user` exactly these inline policies, replacing any it had.
+fn set_policies(env: &Env, user: &str, policies: &[(&str, serde_json::Value)]) {
+    let iam = env.iam();
+    env.block_on(async {
+        let old = iam
+            .list_user_policies()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap();
+        for name in old.policy_names() {
+            iam.delete_user_policy()
+                .user_name(user)
+                .policy_name(name)
+                .send()
+                .await
+                .unwrap();
+        }
+        for (name, document) in policies {
+            iam.put_user_policy()
+                .user_name(user)
+                .policy_name(*name)
+                .policy_document(document.to_string())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// Turns moto's authentication and IAM policy checks on or off.
+fn enforce(env: &Env, on: bool) {
+    crate::harness::http(
+        &env.moto.endpoint,
+        "POST",
+        "/moto-api/reset-auth",
+        if on { "0" } else { "inf" },
+    )
+    .expect("moto answers reset-auth");
+}
+
+/// `iam-rotate ARGS` signed with `key`, the clock `days` on when given,
+/// with moto enforcing IAM policies for that one run.
+fn run_as(env: &Env, key: &crate::harness::Key, days: Option<f64>, args: &[&str]) -> Run {
+    let mut cmd = env.command();
+    cmd.env("AWS_ACCESS_KEY_ID", &key.id)
+        .env("AWS_SECRET_ACCESS_KEY", &key.secret)
+        .args(args);
+    if let Some(days) = days {
+        cmd.env("IAM_ROTATE_NOW", crate::harness::at(days));
+    }
+    enforce(env, true);
+    let output = cmd.output().expect("run iam-rotate");
+    enforce(env, false);
+    env.capture(output)
+}
+
+#[test]
+fn the_operator_policy_is_enough_for_plan_run_rollback_report_and_status() {
+    let env = moto_env!();
+    let operator = env.user("rotator", 1).remove(0);
+    set_policies(
+        &env,
+        "rotator",
+        &[("operator", as_moto_enforces(policy_file("operator.json")))],
+    );
+    let app = env.user("app", 1).remove(0);
+    let web = env.user("web", 1).remove(0);
+    env.proxy.reset_counts();
+
+    // Enforcement is on: the same key with no policy may do nothing.
+    set_policies(&env, "rotator", &[]);
+    let denied = run_as(&env, &operator, None, &["plan", "app"]);
+    denied.expect(1);
+    assert!(denied.text().contains("iam:GetUser"), "{}", denied.text());
+    set_policies(
+        &env,
+        "rotator",
+        &[("operator", as_moto_enforces(policy_file("operator.json")))],
+    );
+    env.proxy.reset_counts();
+
+    // plan, plan --all, then a whole rotation with the clock moved.
+    run_as(&env, &operator, None, &["plan", "app"]).expect(0);
+    let run = run_as(
+        &env,
+        &operator,
+        None,
+        &["plan", "--all", "--exclude", "rotator"],
+    );
+    run.expect(0);
+    assert!(env.plan_path("web").exists(), "{}", run.text());
+    run_as(&env, &operator, None, &["run", "app"]).expect(0);
+    let new = env.delivered("app");
+    env.use_key(&new);
+    run_as(&env, &operator, Some(8.0), &["run", "app"]).expect(0);
+    assert_eq!(env.plan_yaml("app")["phase"], "verify");
+    run_as(&env, &operator, Some(15.1), &["run", "app"]).expect(0);
+    assert_eq!(env.plan_yaml("app")["phase"], "done");
+    assert_eq!(env.keys("app"), vec![(new.id.clone(), "Active".into())]);
+
+    // rollback, with the new key deleted.
+    run_as(&env, &operator, None, &["run", "web"]).expect(0);
+    assert_eq!(env.keys("web").len(), 2);
+    run_as(&env, &operator, None, &["rollback", "web", "--delete-new"]).expect(0);
+    assert_eq!(env.keys("web"), vec![(web.id.clone(), "Active".into())]);
+
+    // report, status, show.
+    let report = run_as(&env, &operator, None, &["--output", "json", "report"]);
+    report.expect(0);
+    assert!(report.stdout.contains(&app.id) || report.stdout.contains(&new.id));
+    run_as(&env, &operator, None, &["status"]).expect(0);
+    run_as(&env, &operator, None, &["show", "app"]).expect(0);
+
+    // Least privilege both ways: every IAM action the policy grants was
+    // needed by these commands, and they needed no other.
+    let granted: std::collections::BTreeSet<String> = policy_file("operator.json")["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(actions)
+        .collect();
+    let used: std::collections::BTreeSet<String> = env
+        .proxy
+        .forwarded()
+        .into_keys()
+        .filter(|action| action != "GetCallerIdentity")
+        .map(|action| format!("iam:{action}"))
+        .collect();
+    assert_eq!(granted, used);
+    env.assert_no_secret_leaked(&[&env.default_csv("app"), &env.default_csv("web")]);
+}
+
+#[test]
+fn each_action_of_the_operator_policy_is_needed_and_its_absence_is_named() {
+    let env = moto_env!();
+    let operator = env.user("rotator", 1).remove(0);
+    let full = policy_file("operator.json");
+    // Plans in each phase, made with the harness's own credentials
+    // (moto enforces nothing outside `run_as`).
+    let plan_in = |user: &str, steps: &[Option<f64>]| {
+        env.user(user, 1);
+        env.run(&["plan", user]).expect(0);
+        for (i, at) in steps.iter().enumerate() {
+            env.run_at(*at, &["run", user]).expect(0);
+            if i == 0 {
+                env.use_key(&env.delivered(user));
+            }
+        }
+    };
+    plan_in("ann", &[]); // create_second_key
+    plan_in("ben", &[None]); // wait_for_adoption
+    plan_in("cat", &[None]); // wait_for_adoption, due at day 8
+    plan_in("dan", &[None, Some(8.0)]); // verify, due at day 15
+
+    // (what is taken away, the command that needs it, the action named)
+    let cases: &[(&str, &[&str], Option<f64>, &str)] = &[
+        ("iam:GetUser", &["plan", "eve"], None, "iam:GetUser"),
+        ("ListTheAccountsUsers", &["report"], None, "iam:ListUsers"),
+        (
+            "iam:ListAccessKeys",
+            &["run", "ann"],
+            None,
+            "iam:ListAccessKeys",
+        ),
+        (
+            "RotateAccessKeys",
+            &["run", "ann"],
+            None,
+            "iam:CreateAccessKey",
+        ),
+        (
+            "iam:GetAccessKeyLastUsed",
+            &["run", "ben"],
+            None,
+            "iam:GetAccessKeyLastUsed",
+        ),
+        (
+            "iam:UpdateAccessKey",
+            &["run", "cat"],
+            Some(8.0),
+            "iam:UpdateAccessKey",
+        ),
+        (
+            "iam:DeleteAccessKey",
+            &["run", "dan"],
+            Some(15.1),
+            "iam:DeleteAccessKey",
+        ),
+    ];
+    env.user("eve", 1);
+    for (removed, args, at, named) in cases {
+        let mut policy = full.clone();
+        let statements = policy["Statement"].as_array_mut().unwrap();
+        if removed.contains(':') {
+            for statement in statements.iter_mut() {
+                let kept: Vec<String> = actions(statement)
+                    .into_iter()
+                    .filter(|a| a != removed)
+                    .collect();
+                statement["Action"] = kept.into();
+            }
+        } else {
+            statements.retain(|s| s["Sid"] != *removed);
+        }
+        assert_ne!(policy, full, "{removed} is in operator.json");
+        set_policies(&env, "rotator", &[("operator", as_moto_enforces(policy))]);
+        let keys_before: Vec<_> = ["ann", "ben", "cat", "dan"]
+            .iter()
+            .map(|u| env.keys(u))
+            .collect();
+        let run = run_as(&env, &operator, *at, args);
+        let text = run.text();
+        assert_eq!(run.code, 1, "without {removed}: {text}");
+        // In iam-rotate's own words, whatever AWS's message says.
+        assert!(
+            text.contains(&format!("need the permission {named};")),
+            "without {removed}: {text}"
+        );
+        assert!(text.to_lowercase().contains("access denied"), "{text}");
+        let keys_after: Vec<_> = ["ann", "ben", "cat", "dan"]
+            .iter()
+            .map(|u| env.keys(u))
+            .collect();
+        assert_eq!(keys_before, keys_after, "without {removed}: keys changed");
+    }
+    // With the whole policy back, the same commands go through.
+    set_policies(&env, "rotator", &[("operator", as_moto_enforces(full))]);
+    run_as(&env, &operator, None, &["run", "ann"]).expect(0);
+    run_as(&env, &operator, Some(15.1), &["run", "dan"]).expect(0);
+    assert_eq!(env.plan_yaml("dan")["phase"], "done");
+}
+
+#[test]
+fn the_delivery_policies_cover_secrets_manager_and_ssm() {
+    let env = moto_env!();
+    let operator = env.user("rotator", 1).remove(0);
+    for (user, spec, delivery_policy, first_needed) in [
+        (
+            "sm-user",
+            "secretsmanager:iam/{account}/{user}",
+            "delivery-secretsmanager.json",
+            "secretsmanager:DescribeSecret",
+        ),
+        (
+            "ssm-user",
+            "ssm:/iam/{account}/{user}",
+            "delivery-ssm.json",
+            "ssm:GetParameter",
+        ),
+    ] {
+        env.user(user, 1);
+        env.run(&["plan", user, "--deliver", spec]).expect(0);
+        // operator.json alone cannot deliver there: the delivery is
+        // refused before any key exists.
+        set_policies(
+            &env,
+            "rotator",
+            &[("operator", as_moto_enforces(policy_file("operator.json")))],
+        );
+        let run = run_as(&env, &operator, None, &["run", user]);
+        run.expect(1);
+        assert!(run.text().contains(first_needed), "{}", run.text());
+        assert_eq!(env.keys(user).len(), 1, "{}", run.text());
+        // With the delivery policy too, it goes through.
+        set_policies(
+            &env,
+            "rotator",
+            &[
+                ("operator", as_moto_enforces(policy_file("operator.json"))),
+                ("delivery", as_moto_enforces(policy_file(delivery_policy))),
+            ],
+        );
+        let run = run_as(&env, &operator, None, &["run", user]);
+        run.expect(0);
+        assert_eq!(env.keys(user).len(), 2, "{}", run.text());
+        assert_eq!(env.plan_yaml(user)["phase"], "wait_for_adoption");
+    }
+}
+
+#[test]
+fn every_shipped_policy_is_a_2012_10_17_policy_document() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/policies");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "delivery-secretsmanager.json",
+            "delivery-ssm.json",
+            "operator.json",
+            "self-rotate.json"
+        ]
+    );
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    for name in &names {
+        let policy = policy_file(name);
+        assert_eq!(policy["Version"], "2012-10-17", "{name}");
+        let statements = policy["Statement"].as_array().expect("Statement list");
+        assert!(!statements.is_empty(), "{name}");
+        let mut sids = std::collections::BTreeSet::new();
+        for statement in statements {
+            assert_eq!(statement["Effect"], "Allow", "{name}: only grants");
+            let sid = statement["Sid"]
+                .as_str()
+                .expect("every statement has a Sid");
+            assert!(sids.insert(sid), "{name}: Sid {sid} twice");
+            assert!(statement["Resource"].is_string(), "{name}: {sid}");
+            for action in actions(statement) {
+                let (service, operation) = action.split_once(':').expect("service:Action");
+                assert!(
+                    ["iam", "secretsmanager", "ssm", "kms"].contains(&service),
+                    "{name}: {action}"
+                );
+                assert!(!operation.contains('*'), "{name}: {action} is a wildcard");
+                assert!(
+                    readme.contains(&action),
+                    "docs/policies/README.md: {action}"
+                );
+            }
+        }
+        assert!(readme.contains(name.as_str()), "README.md names {name}");
+    }
+    // docs/self-rotate.md shows the same policy.
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/self-rotate.md"))
+            .unwrap();
+    let shown = doc
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/self-rotate.md shows the policy");
+    let shown: serde_json::Value = serde_json::from_str(shown).unwrap();
+    assert_eq!(shown, policy_file("self-rotate.json"));
+}
