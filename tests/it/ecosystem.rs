@@ -867,3 +867,18 @@ fn every_shipped_policy_is_a_2012_10_17_policy_document() {
     let shown: serde_json::Value = serde_json::from_str(shown).unwrap();
     assert_eq!(shown, policy_file("self-rotate.json"));
 }
+
+#[test]
+fn the_schema_in_docs_is_the_one_the_binary_prints() {
+    let run = offline(&["schema"]);
+    run.expect(0);
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/plan.schema.json"),
+    )
+    .unwrap();
+    assert!(
+        committed == run.stdout,
+        "docs/plan.schema.json is stale: regenerate it with \
+         `cargo run -q -- schema > docs/plan.schema.json` and commit it"
+    );
+}
