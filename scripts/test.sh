@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of iam-rotate on a fresh machine: installs moto's
 # server into ./.venv (pinned, from scripts/requirements-test.txt) when it is
-# missing or stale, then runs rustfmt, clippy and `cargo test`.
+# missing or stale, checks that Cargo.toml's rust-version covers every locked
+# dependency, then runs rustfmt, clippy and `cargo test`.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh --test it drift extra arguments go to `cargo test`
@@ -25,6 +26,9 @@ fi
 # A moto that cannot start must fail here, loudly, not skip tests later.
 "$venv/bin/python" -c 'import moto.server, moto; print("==> moto", moto.__version__)'
 export IAM_ROTATE_MOTO_SERVER="$PWD/$venv/bin/moto_server"
+
+# Cargo.toml's rust-version must cover every locked dependency's own.
+python3 scripts/check-rust-version.py
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

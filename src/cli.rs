@@ -26,8 +26,32 @@ Typical use:
 
 Exit codes: 0 done or waiting normally; 1 error; 2 usage; 3 a plan is blocked.";
 
+const AFTER_LONG_HELP: &str = "\
+Environment:
+  IAM_ROTATE_PLANS_DIR   the plans folder (--plans-dir; default ./plans)
+  IAM_ROTATE_NOW         an RFC 3339 time that replaces the clock, to rehearse a rotation
+                         (only for reads, and for writes against an emulator)
+  IAM_ROTATE_LOG         a tracing filter for stderr, for example iam_rotate=debug
+  IAM_ROTATE_ROLE_ARN    --role-arn
+  AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_IAM, AWS_SHARED_CREDENTIALS_FILE,
+  AWS_MAX_ATTEMPTS, AWS_RETRY_MODE and the rest of the standard AWS credentials chain
+
+Files:
+  <plans-dir>/<account>/<user>.yaml   one plan per user (JSON Schema: iam-rotate schema)
+  ~/.iam-rotate/credentials/<account>/<user>.csv   where a new secret goes by default
+  ~/.aws/credentials                  what --deliver profile:NAME and self-rotate edit
+
+Shell completions: iam-rotate completions bash|zsh|fish|powershell|elvish.
+Man page: iam-rotate man.";
+
 #[derive(Debug, Parser)]
-#[command(name = "iam-rotate", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(
+    name = "iam-rotate",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP
+)]
 pub struct Cli {
     /// Folder of plan files, one sub-folder per account.
     #[arg(
@@ -163,7 +187,64 @@ Running it again resumes an unfinished self-rotation. Needs only the self-servic
 permissions on one's own user (see docs/self-rotate.md)."
     )]
     SelfRotate(SelfRotateArgs),
+
+    /// Print a shell completion script on stdout.
+    #[command(
+        long_about = "Print a completion script for SHELL on stdout: subcommands, flags \
+and their values complete with Tab. Nothing is read or changed, in AWS or on disk.
+
+Install it once (a new shell picks it up):
+  bash:        iam-rotate completions bash > ~/.local/share/bash-completion/completions/iam-rotate
+  zsh:         iam-rotate completions zsh > ~/.zfunc/_iam-rotate
+               (with fpath=(~/.zfunc $fpath); autoload -U compinit; compinit in ~/.zshrc)
+  fish:        iam-rotate completions fish > ~/.config/fish/completions/iam-rotate.fish
+  powershell:  iam-rotate completions powershell >> $PROFILE
+  elvish:      iam-rotate completions elvish > ~/.config/elvish/lib/iam-rotate.elv
+Or, for this shell only: source <(iam-rotate completions bash)"
+    )]
+    Completions(CompletionsArgs),
+
+    /// Print the man page (roff) on stdout.
+    #[command(
+        long_about = "Print the man page on stdout, in roff, the format man(1) reads. \
+Nothing is read or changed, in AWS or on disk.
+
+  iam-rotate man | man -l -                      read it now
+  iam-rotate man > ~/.local/share/man/man1/iam-rotate.1
+  iam-rotate man --out-dir ~/.local/share/man/man1   that page and one per subcommand
+                                                 (iam-rotate-plan.1, ...), for `man iam-rotate-plan`"
+    )]
+    Man(ManArgs),
+
+    /// Print the JSON Schema of the plan file on stdout.
+    #[command(
+        long_about = "Print the JSON Schema (draft 2020-12) of the plan file on stdout: \
+every field, its type, which are required, the phases and key statuses, and the form of a \
+duration. Every plan iam-rotate writes validates against it; editors and CI can check hand \
+edits with it (a YAML plan is validated as the JSON it parses to). The schema says what a plan \
+may look like; iam-rotate also refuses, on load, plans that contradict themselves (see \
+plans/README.md). Nothing is read or changed, in AWS or on disk."
+    )]
+    Schema(SchemaArgs),
 }
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL", value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write iam-rotate.1 and one page per subcommand (iam-rotate-plan.1, ...)
+    /// into this folder instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {}
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {

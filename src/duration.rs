@@ -83,6 +83,30 @@ impl FromStr for HumanDuration {
     }
 }
 
+/// What a duration may look like in a plan, for its JSON Schema: one or
+/// more spans of a number and a unit, as `humantime` reads them (`7d`,
+/// `36h`, `1h 30m`, `2days`). iam-rotate itself always writes one span in
+/// the largest exact unit (`7d`, `90m`, `0s`).
+pub const DURATION_PATTERN: &str = "^\\s*([0-9]+(\\.[0-9]+)?\\s*(nanos|nsec|ns|usec|us|µs|millis|msec|ms|\
+seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|\
+months|month|M|years|year|yrs|yr|y)\\s*)+$";
+
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A span of time: a number and a unit, such as 7d, 36h, 90m or 0s; \
+                            whole seconds, at most 3650d.",
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "examples": ["7d", "36h", "90m", "0s"],
+        })
+    }
+}
+
 impl Serialize for HumanDuration {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// An access key's status as IAM names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum KeyStatus {
     Active,
     Inactive,
@@ -102,7 +102,11 @@ pub enum IamError {
     NoSuchEntity { what: String },
     #[error("IAM refused to create a key: the user already has two access keys (LimitExceeded)")]
     LimitExceeded,
-    #[error("access denied calling {operation}: {message}. Check that the credentials in use may call it")]
+    #[error(
+        "access denied calling {operation}: {message}. The credentials in use need the \
+         permission {}; docs/policies/operator.json has every permission iam-rotate needs",
+        permission(.operation)
+    )]
     AccessDenied { operation: String, message: String },
     #[error("{operation} failed: {message}")]
     Other { operation: String, message: String },
@@ -110,6 +114,16 @@ pub enum IamError {
     /// or may not have been carried out.
     #[error("{operation} got no clear answer ({message}); it may or may not have taken effect")]
     Unanswered { operation: String, message: String },
+}
+
+/// The IAM policy action an operation needs: `iam:CreateAccessKey`,
+/// `sts:AssumeRole`.
+fn permission(operation: &str) -> String {
+    let service = match operation {
+        "GetCallerIdentity" | "AssumeRole" => "sts",
+        _ => "iam",
+    };
+    format!("{service}:{operation}")
 }
 
 impl IamError {

@@ -31,3 +31,4 @@ pub mod planner;
 pub mod progress;
 pub mod rotation;
 pub mod sim;
+pub mod suggest;

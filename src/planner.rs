@@ -62,7 +62,7 @@ pub async fn plan_user(
         Ok(u) => u,
         Err(IamError::NoSuchEntity { .. }) => {
             return Ok(Planned::Refused {
-                reason: format!("there is no IAM user {user} in account {account}"),
+                reason: no_such_user(iam, user, account).await,
             })
         }
         Err(e) => {
@@ -80,6 +80,35 @@ pub async fn plan_user(
         }
     };
     write_plan(caller, stamp, request, &user_info, &keys, prepared)
+}
+
+/// Why a user named on the command line cannot be planned when IAM does
+/// not know them: the closest user names of the account (one ListUsers,
+/// made only now that the name was not found), and what to do.
+async fn no_such_user(iam: &dyn Iam, user: &str, account: &str) -> String {
+    let base = format!("there is no IAM user {user} in account {account}.");
+    match iam.list_users(None).await {
+        Ok(users) => {
+            let closest = crate::suggest::closest(user, users.iter().map(|u| u.name.as_str()));
+            if closest.is_empty() {
+                format!(
+                    "{base} No user of the account has a similar name; `iam-rotate report` \
+                     lists them all. Check the name, and that the credentials are for the \
+                     account you mean"
+                )
+            } else {
+                format!(
+                    "{base}{} Plan that user instead, or check the credentials' account",
+                    crate::suggest::did_you_mean(&closest)
+                )
+            }
+        }
+        // A suggestion is a courtesy: without iam:ListUsers there is none.
+        Err(_) => format!(
+            "{base} Check the name (`iam-rotate report` lists the account's users), and \
+             that the credentials are for the account you mean"
+        ),
+    }
 }
 
 /// Plans one user of a `plan --all` batch. The user comes from ListUsers,

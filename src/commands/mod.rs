@@ -2,12 +2,15 @@
 //! core and prints the result. Shared here: the context every command gets
 //! and how a USER argument becomes a plan path.
 
+mod completions;
 mod demo;
+mod man;
 mod plan;
 mod report;
 mod rollback;
 mod run;
 pub use run::status_of;
+mod schema;
 mod self_rotate;
 mod show;
 mod status;
@@ -160,10 +163,21 @@ fn command_kind(command: &Command) -> (&'static str, bool) {
         Command::Report(_) => ("report", true),
         Command::Demo(_) => ("demo", true),
         Command::SelfRotate(_) => ("self-rotate", false),
+        Command::Completions(_) => ("completions", true),
+        Command::Man(_) => ("man", true),
+        Command::Schema(_) => ("schema", true),
     }
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
+    // These print what the binary is, not what an account holds: no clock,
+    // no plans folder, no AWS.
+    match cli.command {
+        Command::Completions(args) => return completions::execute(args),
+        Command::Man(args) => return man::execute(args),
+        Command::Schema(_) => return schema::execute(),
+        _ => {}
+    }
     let clock = clock::from_env().map_err(UsageError)?;
     if clock.note().is_some() {
         let endpoint =
@@ -206,6 +220,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         Command::Report(args) => report::execute(&context, args).await,
         Command::Demo(args) => demo::execute(&context, args).await,
         Command::SelfRotate(args) => self_rotate::execute(&context, args).await,
+        Command::Completions(args) => completions::execute(args),
+        Command::Man(args) => man::execute(args),
+        Command::Schema(_) => schema::execute(),
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::policy::Policy;
@@ -20,7 +21,7 @@ pub const PLAN_VERSION: u64 = 1;
 
 /// The next step of a rotation. `phase:` in a plan always names the step to
 /// take next, never the one just taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     CreateSecondKey,
@@ -65,7 +66,7 @@ impl fmt::Display for Phase {
 /// `self-rotate` resumes only its own plans; a plan written by `plan` is
 /// never taken over by it (its policy waits days where self-rotate waits
 /// seconds).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanKind {
     /// Written by `plan`: the guide's rotation, with its waits.
@@ -115,11 +116,27 @@ impl<'de> Deserialize<'de> for PlanVersion {
     }
 }
 
+impl JsonSchema for PlanVersion {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PlanVersion".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "The plan format: 1, the only one this iam-rotate reads and writes.",
+            "type": "integer",
+            "const": PLAN_VERSION,
+        })
+    }
+}
+
 /// The key being retired.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OldKey {
+    /// Its access key id (not a secret).
     pub id: String,
+    /// When IAM created it.
     pub created_at: DateTime<Utc>,
     /// The status iam-rotate last set or saw; a live key that differs is drift.
     pub status: KeyStatus,
@@ -133,15 +150,17 @@ pub struct OldKey {
 }
 
 /// The key that replaces it, once created.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// Its access key id (not a secret).
     pub id: String,
+    /// When IAM created it.
     pub created_at: DateTime<Utc>,
 }
 
 /// One last-used sample of both keys.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Observation {
     pub at: DateTime<Utc>,
@@ -156,7 +175,7 @@ pub struct Observation {
 }
 
 /// One entry of the append-only audit trail.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryEntry {
     pub at: DateTime<Utc>,
@@ -171,16 +190,28 @@ pub struct HistoryEntry {
 }
 
 /// The whole state of one user's rotation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "iam-rotate plan",
+    description = "One IAM user's access key rotation: <plans-dir>/<account>/<user>.yaml. \
+                   Written by iam-rotate; see plans/README.md for each field."
+)]
 pub struct Plan {
+    /// The plan format; only 1 exists.
     pub version: PlanVersion,
     /// The command that made the plan; absent in plans written before it
     /// was recorded, which were all made by `plan`.
     #[serde(default)]
     pub kind: PlanKind,
+    /// The 12-digit AWS account the user is in; also the plan's folder name.
+    #[schemars(pattern(r"^[0-9]{12}$"))]
     pub account: String,
+    /// The IAM user name; also the plan's file name (without `.yaml`).
+    #[schemars(pattern(r"^[A-Za-z0-9+=,.@_-]{1,64}$"))]
     pub user: String,
+    /// The user's ARN: arn:aws:iam::<account>:user/<path><user>.
+    #[schemars(pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:user/"))]
     pub user_arn: String,
     /// Where the new secret goes, for example `file:/path.csv`.
     pub delivery: String,
@@ -189,26 +220,35 @@ pub struct Plan {
     /// where the plan says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_file: Option<std::path::PathBuf>,
+    /// The waits this rotation keeps.
     pub policy: Policy,
+    /// The key being retired.
     pub old_key: OldKey,
+    /// The replacement, once created; absent before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_key: Option<NewKey>,
+    /// The next step to take.
     pub phase: Phase,
+    /// Since when the plan has been in `phase`.
     pub phase_since: DateTime<Utc>,
     /// Set (atomically, on disk) just before CreateAccessKey is called, and
     /// cleared once the new key is recorded: a plan found with an intent and
     /// no new key may have an orphan key in IAM.
     #[serde(default)]
     pub create_intent_at: Option<DateTime<Utc>>,
+    /// With `phase: blocked`: the phase the plan stopped in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_in: Option<Phase>,
+    /// With `phase: blocked`: what was found and what a person must do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_reason: Option<String>,
     /// The last error a run met on this plan, kept until a run succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Last-used samples taken by each run, newest last, at most 20.
     #[serde(default)]
     pub observations: Vec<Observation>,
+    /// Every change made to the plan, oldest first: the audit trail.
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
 }
@@ -304,6 +344,17 @@ impl Plan {
     pub fn old_key_deleted(&self) -> bool {
         self.phase == Phase::Done
     }
+}
+
+/// The JSON Schema (draft 2020-12) of a plan file, as `iam-rotate schema`
+/// prints it: what a plan may hold, field by field. Whether a plan is
+/// consistent (its phase, keys and file place agree) is checked on load by
+/// [`crate::plan::store::validate`], which a schema cannot express.
+pub fn json_schema() -> schemars::Schema {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator()
+        .into_root_schema_for::<Plan>()
 }
 
 /// `AKIA…WXYZ`: enough to tell keys apart in prose, never the full id.

@@ -2,6 +2,7 @@
 //! must be quiet before it is set inactive, and how long to verify before the
 //! old key is deleted.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
@@ -12,7 +13,7 @@ use crate::duration::HumanDuration;
 pub const MIN_QUIET_PERIOD: HumanDuration = HumanDuration::from_hours(4);
 
 /// The policy stored in each plan.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, try_from = "PolicyFields")]
 pub struct Policy {
     /// How long after the new key was created consumers get to adopt it.
@@ -30,15 +31,26 @@ pub struct Policy {
     pub allow_short_quiet_period: bool,
 }
 
-/// A plan's policy as written, so that a bad duration is reported with the
-/// name of its field (the YAML parser names only the enclosing `policy`).
-#[derive(Deserialize)]
+// A plan's policy as written, so that a bad duration is reported with the
+// name of its field (the YAML parser names only the enclosing `policy`).
+// It is also what the plan's JSON Schema shows for `policy`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PolicyFields {
+    /// How long after the new key was created consumers get to adopt it.
+    #[schemars(with = "HumanDuration")]
     adoption_wait: String,
+    /// How long the old key must have gone unused before it is set
+    /// inactive; at least 4h unless allow_short_quiet_period is true.
+    #[schemars(with = "HumanDuration")]
     quiet_period: String,
+    /// How long the old key stays inactive before it is deleted.
+    #[schemars(with = "HumanDuration")]
     verify_period: String,
+    /// Whether the new key must have been used before the old one is retired.
     require_new_key_use: bool,
+    /// A quiet period under 4h was accepted on purpose
+    /// (--allow-short-quiet-period).
     #[serde(default)]
     allow_short_quiet_period: bool,
 }

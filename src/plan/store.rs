@@ -25,8 +25,15 @@ pub enum PlanError {
         "{path}: {message}. Fix the plan file (or restore it from version control) and run again."
     )]
     Invalid { path: String, message: String },
-    #[error("no plan at {path}. Create one with `iam-rotate plan {user}`, or check --plans-dir (env IAM_ROTATE_PLANS_DIR).")]
-    NotFound { path: String, user: String },
+    #[error("no plan at {path}.{did_you_mean} {next}")]
+    NotFound {
+        path: String,
+        user: String,
+        /// ` Did you mean alice?`, naming the closest plans in the same
+        /// folder, or empty.
+        did_you_mean: String,
+        next: String,
+    },
     #[error("cannot use {path} as the plans folder: {reason}. Check --plans-dir (env IAM_ROTATE_PLANS_DIR); `iam-rotate plan` creates the folder with the first plan.")]
     PlansDir { path: String, reason: String },
     #[error("cannot {action} {path}: {source}. Check that the path exists and that you may read and write it.")]
@@ -144,13 +151,7 @@ impl PlanStore {
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
         let file = File::open(path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
-                PlanError::NotFound {
-                    path: path.display().to_string(),
-                    user: path
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                }
+                not_found(path)
             } else {
                 PlanError::io("read", path, e)
             }
@@ -605,6 +606,56 @@ pub fn without_values(message: &str) -> String {
     }
     out.push_str(after);
     crate::deliver::scrub_secret_shaped(&out)
+}
+
+/// No plan at `path`: the error names the closest plans in its folder, if
+/// any, and what to do next.
+fn not_found(path: &Path) -> PlanError {
+    let user = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let others = folder.map(plan_names).unwrap_or_default();
+    let closest = crate::suggest::closest(&user, others.iter().map(String::as_str));
+    let did_you_mean = crate::suggest::did_you_mean(&closest);
+    let folder_exists = folder.is_some_and(Path::is_dir);
+    let next = match (closest.is_empty(), folder_exists) {
+        (false, _) => format!(
+            "If not, create a plan with `iam-rotate plan {user}`, or check --plans-dir \
+             (env IAM_ROTATE_PLANS_DIR)."
+        ),
+        (true, true) => format!(
+            "Create one with `iam-rotate plan {user}` (`iam-rotate status` lists the plans \
+             there), or check --plans-dir (env IAM_ROTATE_PLANS_DIR)."
+        ),
+        (true, false) => format!(
+            "There are no plans for this account yet: create one with `iam-rotate plan \
+             {user}`, or check --plans-dir (env IAM_ROTATE_PLANS_DIR) and the account of \
+             the credentials."
+        ),
+    };
+    PlanError::NotFound {
+        path: path.display().to_string(),
+        user,
+        did_you_mean,
+        next,
+    }
+}
+
+/// The user names of the plan files in `folder` (nothing when it cannot
+/// be read: a suggestion is a courtesy, never a second error).
+fn plan_names(folder: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".yaml").map(str::to_string)
+        })
+        .collect()
 }
 
 /// A plan whose lock this process holds. Dropping it releases the lock.

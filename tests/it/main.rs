@@ -4,6 +4,7 @@
 mod bad_input;
 mod crash;
 mod deliver;
+mod ecosystem;
 mod faults;
 mod fleet;
 mod harness;

@@ -373,6 +373,7 @@ fn forward(upstream: &str, request: &Request) -> Option<Vec<u8>> {
     } else {
         body.to_vec()
     };
+    let body = as_aws_error(body);
     let mut out = String::new();
     for line in head.split("\r\n") {
         let lower = line.to_ascii_lowercase();
@@ -389,6 +390,23 @@ fn forward(upstream: &str, request: &Request) -> Option<Vec<u8>> {
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(&body);
     Some(bytes)
+}
+
+/// moto answers a request its IAM policy checks deny (after
+/// `/moto-api/reset-auth`) with `<ErrorResponse><Errors><Error>…`, EC2's
+/// shape; IAM and STS answer `<ErrorResponse><Error>…`, the only one the
+/// AWS SDK's query-protocol parser reads (anything else becomes an
+/// "unhandled error" without code or message). Such an answer is given
+/// IAM's shape, unchanged otherwise; every other body passes untouched.
+fn as_aws_error(body: Vec<u8>) -> Vec<u8> {
+    const MOTO: &str = "<ErrorResponse><Errors><Error>";
+    let text = String::from_utf8_lossy(&body);
+    if !text.contains(MOTO) {
+        return body;
+    }
+    text.replace(MOTO, "<ErrorResponse><Error>")
+        .replace("</Error></Errors>", "</Error>")
+        .into_bytes()
 }
 
 fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
