@@ -56,11 +56,7 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
          use.\nPolicy: adoption_wait 7d, quiet_period 3d, verify_period 7d. Secrets go to {}.\n",
         workdir.path().join("credentials").display()
     ));
-    let stamp = Stamp {
-        at: clock.now(),
-        actor: caller.arn.clone(),
-        clock: None,
-    };
+    let stamp = Stamp::new(&clock, &caller);
     let delivery = format!("file:{}/credentials/{{user}}.csv", workdir.path().display());
     let policy = Policy::default();
     say(format!(

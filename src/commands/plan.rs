@@ -25,11 +25,7 @@ pub async fn execute(context: &Context, args: PlanArgs) -> anyhow::Result<Status
         .map_err(|e| UsageError(format!("--deliver: {e}")))?;
     let iam = context.iam().await;
     let caller = context.caller().await?;
-    let stamp = Stamp {
-        at: context.clock.now(),
-        actor: caller.arn.clone(),
-        clock: context.clock.note(),
-    };
+    let stamp = Stamp::new(context.clock.as_ref(), &caller);
     if args.all {
         return plan_all(context, &args, &policy, delivery, &caller, &stamp).await;
     }

@@ -149,11 +149,7 @@ pub struct Engine<'a> {
 
 impl Engine<'_> {
     pub(super) fn stamp(&self) -> Stamp {
-        Stamp {
-            at: self.clock.now(),
-            actor: self.caller.arn.clone(),
-            clock: self.clock.note(),
-        }
+        Stamp::new(self.clock, &self.caller)
     }
 
     /// Takes the plan through every step that is due now.

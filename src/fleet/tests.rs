@@ -112,11 +112,7 @@ impl World {
     }
 
     fn stamp(&self) -> Stamp {
-        Stamp {
-            at: self.clock.now(),
-            actor: self.caller.arn.clone(),
-            clock: None,
-        }
+        Stamp::new(&self.clock, &self.caller)
     }
 
     async fn plan_all(&self, policy: &Policy, older_than: Option<Duration>) -> Vec<PlanAllRow> {

@@ -61,11 +61,7 @@ impl World {
 
     async fn plan_with(&self, user: &str, policy: Policy) -> Planned {
         let caller = self.sim.caller_identity().await.unwrap();
-        let stamp = Stamp {
-            at: self.clock.now(),
-            actor: caller.arn.clone(),
-            clock: None,
-        };
+        let stamp = Stamp::new(&self.clock, &caller);
         plan_user(
             &self.sim,
             &self.store,
