@@ -2,7 +2,9 @@
 //! same JSON as the Secrets Manager destination, overwritten on each
 //! rotation (SSM keeps the earlier versions in the parameter's history).
 
-use aws_sdk_ssm::error::ProvideErrorMetadata;
+use aws_sdk_ssm::config::http::HttpResponse;
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ssm::operation::get_parameter::GetParameterError;
 use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType};
 use aws_sdk_ssm::Client;
 
@@ -153,27 +155,31 @@ async fn kms_key_id(
         })
 }
 
-/// The access key id the parameter names, read with decryption as the
-/// read-back reads it; the value is wiped at once.
-pub(super) async fn held(client: &Client, name: &str) -> Held {
-    match client
+/// The access key id the parameter's JSON document names (`Ok(None)`:
+/// none), read with decryption; the value is wiped at once.
+async fn read_key_id(
+    client: &Client,
+    name: &str,
+) -> Result<Option<String>, SdkError<GetParameterError, HttpResponse>> {
+    let mut out = client
         .get_parameter()
         .name(name)
         .with_decryption(true)
         .send()
-        .await
-    {
-        Ok(mut out) => {
-            let value = zeroize::Zeroizing::new(
-                out.parameter
-                    .as_mut()
-                    .and_then(|p| p.value.take())
-                    .unwrap_or_default(),
-            );
-            json::key_id_of(&value)
-                .map(Held::Key)
-                .unwrap_or(Held::Nothing)
-        }
+        .await?;
+    let value = zeroize::Zeroizing::new(
+        out.parameter
+            .as_mut()
+            .and_then(|p| p.value.take())
+            .unwrap_or_default(),
+    );
+    Ok(json::key_id_of(&value))
+}
+
+/// The access key id the parameter names, read as the read-back reads it.
+pub(super) async fn held(client: &Client, name: &str) -> Held {
+    match read_key_id(client, name).await {
+        Ok(id) => id.map(Held::Key).unwrap_or(Held::Nothing),
         Err(e) if e.code() == Some("ParameterNotFound") => Held::Nothing,
         Err(e) => Held::Unknown(aws_message(
             "GetParameter with decryption",
@@ -223,28 +229,14 @@ pub(super) async fn deliver(
         })?;
     drop(document);
 
-    let problem = match client
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-    {
-        Ok(mut out) => {
-            let value = zeroize::Zeroizing::new(
-                out.parameter
-                    .as_mut()
-                    .and_then(|p| p.value.take())
-                    .unwrap_or_default(),
-            );
-            match json::key_id_of(&value) {
-                Some(id) if id == key.id => return Ok(()),
-                Some(_) => "reading it back (GetParameter) found another key id; something else \
-                            writes this parameter at the same time"
-                    .to_string(),
-                None => "reading it back (GetParameter) found no AccessKeyId".to_string(),
-            }
-        }
+    let problem = match read_key_id(client, name).await {
+        Ok(id) => match id {
+            Some(id) if id == key.id => return Ok(()),
+            Some(_) => "reading it back (GetParameter) found another key id; something else \
+                        writes this parameter at the same time"
+                .to_string(),
+            None => "reading it back (GetParameter) found no AccessKeyId".to_string(),
+        },
         Err(e) => aws_message("GetParameter", &e, PERMISSIONS, &[]),
     };
     let undo = undo(client, name, previous.as_ref()).await;
