@@ -104,6 +104,21 @@ impl Context {
         &self.aws().await.1
     }
 
+    /// The account folder `status` and `show` read: `--account`, else the
+    /// only account folder there is (no AWS call: they work offline), else
+    /// the caller's account (STS), to choose between several.
+    pub async fn reading_account(&self, explicit: Option<&str>) -> anyhow::Result<String> {
+        if let Some(account) = explicit {
+            return Ok(account.to_string());
+        }
+        if let Ok(accounts) = self.plans.accounts() {
+            if let [only] = accounts.as_slice() {
+                return Ok(only.clone());
+            }
+        }
+        Ok(self.caller().await?.account)
+    }
+
     /// STS GetCallerIdentity, with an error that says what to check.
     pub async fn caller(&self) -> anyhow::Result<Caller> {
         self.iam().await.caller_identity().await.context(

@@ -16,10 +16,10 @@ struct Shown<'a> {
 }
 
 pub async fn execute(context: &Context, args: ShowArgs) -> anyhow::Result<Status> {
-    let account = match (&args.account, is_plan_path(&args.user)) {
-        (Some(account), _) => account.clone(),
-        (None, true) => String::new(),
-        (None, false) => context.caller().await?.account,
+    let account = if is_plan_path(&args.user) {
+        String::new()
+    } else {
+        context.reading_account(args.account.as_deref()).await?
     };
     let path = plan_path(&context.plans, &args.user, &account)?;
     let plan = PlanStore::load(&path)?;

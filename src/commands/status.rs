@@ -65,10 +65,10 @@ enum Row {
 async fn select(context: &Context, args: &StatusArgs) -> anyhow::Result<Vec<PathBuf>> {
     let need_account = args.users.iter().any(|u| !is_plan_path(u))
         || (args.users.is_empty() && !args.all_accounts);
-    let account = match (&args.account, need_account) {
-        (Some(account), _) => account.clone(),
-        (None, true) => context.caller().await?.account,
-        (None, false) => String::new(),
+    let account = if need_account {
+        context.reading_account(args.account.as_deref()).await?
+    } else {
+        args.account.clone().unwrap_or_default()
     };
     if !args.users.is_empty() {
         return args

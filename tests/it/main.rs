@@ -9,6 +9,7 @@ mod faults;
 mod fleet;
 mod harness;
 mod lifecycle;
+mod offline;
 mod orphans;
 mod proxy;
 mod safety;
