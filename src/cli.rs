@@ -63,8 +63,10 @@ pub struct Cli {
     )]
     pub plans_dir: PathBuf,
 
-    /// `text` for people (on stdout, with notes on stderr); `json` prints one
-    /// JSON document on stdout and everything else on stderr.
+    /// `text` for people (on stdout, with notes on stderr; tables are boxed on
+    /// a terminal, plain aligned columns elsewhere); `table` is text with
+    /// boxed tables everywhere; `json` prints one JSON document on stdout
+    /// and everything else on stderr.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 
@@ -134,6 +136,8 @@ fn account_id(value: &str) -> Result<String, String> {
 pub enum OutputFormat {
     Text,
     Json,
+    /// Text, with box-drawn tables even off a terminal.
+    Table,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -42,18 +42,60 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// A table for people, sized to the terminal when there is one.
-pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-        .set_header(header.iter().copied());
+/// Set once, from `--output table`: box-drawn tables even off a terminal.
+static BOXES_FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// `--output table`: tables keep their boxes wherever stdout goes.
+pub fn force_boxes() {
+    let _ = BOXES_FORCED.set(true);
+}
+
+/// The width of the terminal stdout is, when it is one of a usable width.
+/// A terminal of width 0 (`script`, `docker exec -t`, some CI runners)
+/// counts as none.
+fn terminal_width() -> Option<u16> {
     if !std::io::stdout().is_terminal() {
-        table.set_width(160);
+        return None;
     }
+    terminal_size::terminal_size()
+        .map(|(terminal_size::Width(w), _)| w)
+        .filter(|w| *w > 0)
+}
+
+/// A table for people: boxes sized to the terminal when stdout is one (or
+/// with `--output table`); otherwise plain columns aligned with spaces,
+/// which survive pipes, `grep` and `cut`.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let width = terminal_width();
+    let boxes = width.is_some() || BOXES_FORCED.get().copied().unwrap_or(false);
+    let mut table = comfy_table::Table::new();
+    if boxes {
+        table
+            .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+            .set_width(width.unwrap_or(160));
+    } else {
+        table
+            .load_preset(comfy_table::presets::NOTHING)
+            .set_content_arrangement(comfy_table::ContentArrangement::Disabled);
+    }
+    table.set_header(header.iter().copied());
     for row in rows {
         table.add_row(row);
     }
-    table.to_string()
+    if boxes {
+        return table.to_string();
+    }
+    // Plain columns: no padding before the first column, none after the
+    // last.
+    table
+        .lines()
+        .map(|line| {
+            line.strip_prefix(' ')
+                .unwrap_or(&line)
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -207,6 +207,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
             "{note}: every wait is judged against that time, not the real one"
         ));
     }
+    if cli.output == OutputFormat::Table {
+        crate::output::force_boxes();
+    }
     let context = Context {
         plans: PlanStore::new(cli.plans_dir),
         output: cli.output,
