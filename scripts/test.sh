@@ -35,4 +35,9 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "==> cargo test"
+if [ "$#" -eq 0 ]; then
+  # Unit and integration tests; the crate has no doc tests, whose empty
+  # run would otherwise be the last line printed.
+  set -- --lib --bins --tests
+fi
 cargo test --locked "$@"
