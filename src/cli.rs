@@ -109,9 +109,24 @@ pub struct Cli {
     )]
     pub retry_mode: Option<RetryMode>,
 
-    /// More detail on stderr (-v: each AWS step, -vv: debug; the SDK's own wire logs are never shown, they can hold secrets).
+    /// More detail on stderr: -v logs each AWS request (service, operation,
+    /// outcome, duration); -vv adds each attempt, the SDK's retry decisions
+    /// and debug notes. Request and response bodies are never logged: they
+    /// can hold secrets.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
+
+    /// How log lines on stderr look: `text` for people, `json` for
+    /// schedulers (one JSON object per line; other notes stay text).
+    #[arg(
+        long,
+        global = true,
+        env = "IAM_ROTATE_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
 
     /// Only errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
@@ -132,6 +147,12 @@ fn account_id(value: &str) -> Result<String, String> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
     Text,
     Json,
 }

@@ -9,6 +9,7 @@ mod faults;
 mod fleet;
 mod harness;
 mod lifecycle;
+mod logs;
 mod orphans;
 mod proxy;
 mod safety;
