@@ -32,6 +32,8 @@ Environment:
   IAM_ROTATE_NOW         an RFC 3339 time that replaces the clock, to rehearse a rotation
                          (only for reads, and for writes against an emulator)
   IAM_ROTATE_LOG         a tracing filter for stderr, for example iam_rotate=debug
+  IAM_ROTATE_LOG_FORMAT  --log-format: text (default) or json, one object per log line
+  NO_COLOR               no ANSI colours in logs (there are none off a terminal either)
   IAM_ROTATE_ROLE_ARN    --role-arn
   AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_IAM, AWS_SHARED_CREDENTIALS_FILE,
   AWS_MAX_ATTEMPTS, AWS_RETRY_MODE and the rest of the standard AWS credentials chain
