@@ -246,3 +246,22 @@ fn very_verbose_shows_each_attempt_when_aws_throttles() {
         env.assert_no_secret_leaked(&[csv.as_path()]);
     }
 }
+
+#[test]
+fn delivery_requests_are_logged_too() {
+    let env = moto_env!();
+    env.user("erin", 1);
+    env.run(&["plan", "erin", "--deliver", "ssm:/iam/{account}/{user}"])
+        .expect(0);
+    let (run, forwarded) = forwarded_during(&env, || env.run(&["-v", "run", "erin"]));
+    run.expect(0);
+    let logged = requests(&run);
+    assert_eq!(by_operation(&logged), forwarded, "{}", run.stderr);
+    assert!(
+        logged
+            .iter()
+            .any(|r| r.service == "ssm" && r.operation == "PutParameter" && r.outcome == "ok"),
+        "{}",
+        run.stderr
+    );
+}
