@@ -32,6 +32,8 @@ Environment:
   IAM_ROTATE_NOW         an RFC 3339 time that replaces the clock, to rehearse a rotation
                          (only for reads, and for writes against an emulator)
   IAM_ROTATE_LOG         a tracing filter for stderr, for example iam_rotate=debug
+  IAM_ROTATE_LOG_FORMAT  --log-format: text (default) or json, one object per log line
+  NO_COLOR               no ANSI colours in logs (there are none off a terminal either)
   IAM_ROTATE_ROLE_ARN    --role-arn
   AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_IAM, AWS_SHARED_CREDENTIALS_FILE,
   AWS_MAX_ATTEMPTS, AWS_RETRY_MODE and the rest of the standard AWS credentials chain
@@ -111,9 +113,24 @@ pub struct Cli {
     )]
     pub retry_mode: Option<RetryMode>,
 
-    /// More detail on stderr (-v: each AWS step, -vv: debug; the SDK's own wire logs are never shown, they can hold secrets).
+    /// More detail on stderr: -v logs each AWS request (service, operation,
+    /// outcome, duration); -vv adds each attempt, the SDK's retry decisions
+    /// and debug notes. Request and response bodies are never logged: they
+    /// can hold secrets.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
+
+    /// How log lines on stderr look: `text` for people, `json` for
+    /// schedulers (one JSON object per line; other notes stay text).
+    #[arg(
+        long,
+        global = true,
+        env = "IAM_ROTATE_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
 
     /// Only errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
@@ -138,6 +155,12 @@ pub enum OutputFormat {
     Json,
     /// Text, with box-drawn tables even off a terminal.
     Table,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -26,8 +26,8 @@ pub struct AwsIam {
 impl AwsIam {
     pub fn new(config: &SdkConfig) -> Self {
         AwsIam {
-            iam: aws_sdk_iam::Client::new(config),
-            sts: aws_sdk_sts::Client::new(config),
+            iam: super::log::iam(config),
+            sts: super::log::sts(config),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod client;
 pub mod credentials;
+pub mod log;
 
 pub use client::AwsIam;
 

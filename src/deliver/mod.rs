@@ -450,7 +450,7 @@ impl Deliver for Deliverer {
                 Err(e) => Held::Unknown(e.to_string()),
             },
             Destination::Ssm(name) => match self.aws(destination) {
-                Ok(config) => ssm::held(&aws_sdk_ssm::Client::new(config), name).await,
+                Ok(config) => ssm::held(&crate::aws::log::ssm(config), name).await,
                 Err(e) => Held::Unknown(e.to_string()),
             },
             Destination::Stdout => Held::Unknown(
@@ -470,7 +470,7 @@ impl Deliver for Deliverer {
                 secretsmanager::check(&client, destination, id).await
             }
             Destination::Ssm(name) => {
-                let client = aws_sdk_ssm::Client::new(self.aws(destination)?);
+                let client = crate::aws::log::ssm(self.aws(destination)?);
                 ssm::check(&client, destination, name).await
             }
             Destination::Stdout if self.stdout_reserved => Err(DeliverError::failed(
@@ -501,7 +501,7 @@ impl Deliver for Deliverer {
                 secretsmanager::deliver(&client, destination, id, key).await
             }
             Destination::Ssm(name) => {
-                let client = aws_sdk_ssm::Client::new(self.aws(destination)?);
+                let client = crate::aws::log::ssm(self.aws(destination)?);
                 ssm::deliver(&client, destination, name, key).await
             }
             Destination::Stdout => {

@@ -26,12 +26,12 @@ const PERMISSIONS: &str = "secretsmanager:DescribeSecret, secretsmanager:CreateS
 pub(super) fn client(config: &SdkConfig, secret_id: &str) -> Client {
     match arn_region(secret_id) {
         Some(region) if config.region().map(|r| r.as_ref()) != Some(region) => {
-            let conf = aws_sdk_secretsmanager::config::Builder::from(config)
+            let conf = crate::aws::log::secretsmanager(config)
                 .region(Region::new(region.to_string()))
                 .build();
             Client::from_conf(conf)
         }
-        _ => Client::new(config),
+        _ => Client::from_conf(crate::aws::log::secretsmanager(config).build()),
     }
 }
 

@@ -9,6 +9,7 @@ mod faults;
 mod fleet;
 mod harness;
 mod lifecycle;
+mod logs;
 mod offline;
 mod orphans;
 mod proxy;
