@@ -113,8 +113,8 @@ pub(super) fn check(destination: &Destination, program: &Path) -> Result<(), Del
 pub(super) fn held() -> Held {
     Held::Unknown(
         "an exec: destination cannot be read back, so whether the program received this key \
-         cannot be told; check where the program puts it: if it holds the new key, record that \
-         in the plan by running again after confirming, otherwise delete the leftover key"
+         cannot be told; check where the program puts keys, then either keep this key as the \
+         new one or delete it and run again"
             .into(),
     )
 }
