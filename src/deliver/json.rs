@@ -37,6 +37,38 @@ pub(super) fn document(key: &CreatedKey) -> Zeroizing<String> {
     Zeroizing::new(String::from_utf8(bytes).unwrap_or_default())
 }
 
+#[derive(Serialize)]
+struct ExecDocument<'a> {
+    #[serde(rename = "AccessKeyId")]
+    access_key_id: &'a str,
+    #[serde(rename = "SecretAccessKey")]
+    secret_access_key: &'a str,
+    #[serde(rename = "UserName")]
+    user_name: &'a str,
+    #[serde(rename = "Account")]
+    account: &'a str,
+}
+
+/// The document an `exec:` program reads on its standard input: the two
+/// fields of [`document`], then `UserName` and `Account`. Wiped when
+/// dropped, sized up front like [`document`].
+pub(super) fn exec_document(key: &CreatedKey, user: &str, account: &str) -> Zeroizing<String> {
+    let secret = key.secret.expose_secret();
+    let capacity = 128 + 6 * (key.id.len() + secret.len() + user.len() + account.len());
+    let mut buffer = Zeroizing::new(Vec::with_capacity(capacity));
+    let document = ExecDocument {
+        access_key_id: &key.id,
+        secret_access_key: secret,
+        user_name: user,
+        account,
+    };
+    if serde_json::to_writer(&mut *buffer, &document).is_err() {
+        buffer.clear();
+    }
+    let bytes = std::mem::take(&mut *buffer);
+    Zeroizing::new(String::from_utf8(bytes).unwrap_or_default())
+}
+
 #[derive(Deserialize)]
 struct KeyIdOnly {
     #[serde(rename = "AccessKeyId")]
@@ -75,6 +107,20 @@ mod tests {
             "wJalr/XUtnFEMI+K7MDENG\"bPxRfiCY\\EXAMPLE"
         );
         assert_eq!(key_id_of(&text).as_deref(), Some("AKIAEXAMPLE000000001"));
+    }
+
+    #[test]
+    fn the_exec_document_names_the_user_and_account() {
+        let key = CreatedKey {
+            id: "AKIAEXAMPLE000000001".into(),
+            created_at: Utc::now(),
+            secret: SecretString::from("s\"ecret".to_string()),
+        };
+        let text = exec_document(&key, "alice", "123456789012");
+        assert_eq!(
+            text.as_str(),
+            r#"{"AccessKeyId":"AKIAEXAMPLE000000001","SecretAccessKey":"s\"ecret","UserName":"alice","Account":"123456789012"}"#
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! name the new key id. When the write or the read-back fails, the
 //! destination is left as it was before.
 
+mod exec;
 #[cfg(test)]
 pub mod fake;
 mod file;
@@ -39,6 +40,16 @@ pub enum Destination {
     Ssm(String),
     /// Printed once on standard output.
     Stdout,
+    /// A program run directly (no shell), the key as one JSON document on
+    /// its standard input. `program` is absolute, pinned when planned.
+    /// `user` and `account` go into the document; they are not part of
+    /// the spec.
+    Exec {
+        program: PathBuf,
+        args: Vec<String>,
+        user: String,
+        account: String,
+    },
 }
 
 /// The default destination when `plan` is given none.
@@ -72,6 +83,12 @@ impl std::fmt::Display for Destination {
             Destination::SecretsManager(n) => write!(f, "secretsmanager:{n}"),
             Destination::Ssm(n) => write!(f, "ssm:{n}"),
             Destination::Stdout => f.write_str("stdout"),
+            Destination::Exec { program, args, .. } => {
+                let program = program.to_string_lossy();
+                let words =
+                    std::iter::once(program.as_ref()).chain(args.iter().map(String::as_str));
+                write!(f, "exec:{}", shell_words::join(words))
+            }
         }
     }
 }
@@ -142,10 +159,20 @@ fn parse(
     if rest.is_empty() {
         return Err(invalid(
             "write it as file:PATH, profile:NAME, secretsmanager:NAME_OR_ARN, \
-             ssm:/PARAMETER/NAME or stdout",
+             ssm:/PARAMETER/NAME, exec:COMMAND ARGS... or stdout",
         ));
     }
     match kind {
+        "exec" => {
+            let (program, args) =
+                exec::parse(rest, pinning == Pinning::AtPlanTime).map_err(|m| invalid(&m))?;
+            Ok(Destination::Exec {
+                program,
+                args,
+                user: user.to_string(),
+                account: account.to_string(),
+            })
+        }
         "file" => Ok(Destination::File(
             file_path(rest, pinning).map_err(|m| invalid(&m))?,
         )),
@@ -171,7 +198,7 @@ fn parse(
         }
         _ => Err(invalid(
             "unknown kind; use file:PATH, profile:NAME, secretsmanager:NAME_OR_ARN, \
-             ssm:/PARAMETER/NAME or stdout",
+             ssm:/PARAMETER/NAME, exec:COMMAND ARGS... or stdout",
         )),
     }
 }
@@ -458,6 +485,7 @@ impl Deliver for Deliverer {
                  key's secret cannot be told"
                     .into(),
             ),
+            Destination::Exec { .. } => exec::held(),
         }
     }
 
@@ -479,6 +507,7 @@ impl Deliver for Deliverer {
                  another destination",
             )),
             Destination::Stdout => Ok(()),
+            Destination::Exec { program, .. } => exec::check(destination, program),
         }
     }
 
@@ -513,6 +542,15 @@ impl Deliver for Deliverer {
                     .and_then(|_| writeln!(out, "{},{}", key.id, key.secret.expose_secret()))
                     .and_then(|_| out.flush())
                     .map_err(|e| DeliverError::failed(destination, e.to_string()))
+            }
+            Destination::Exec {
+                program,
+                args,
+                user,
+                account,
+            } => {
+                exec::check(destination, program)?;
+                exec::deliver(destination, program, args, user, account, key).await
             }
         }
     }

@@ -5,6 +5,7 @@ mod bad_input;
 mod crash;
 mod deliver;
 mod ecosystem;
+mod exec_dest;
 mod faults;
 mod fleet;
 mod harness;
