@@ -436,7 +436,10 @@ fn a_mistyped_plan_name_gets_the_closest_plans_of_the_account() {
 #[test]
 fn an_account_without_plans_says_so() {
     let env = moto_env!();
+    // Two other accounts' folders: `show` asks STS which is the caller's,
+    // and the caller's has none.
     std::fs::create_dir_all(env.plans().join("999988887777")).unwrap();
+    std::fs::create_dir_all(env.plans().join("111122223333")).unwrap();
     env.user("alice", 1);
     let run = env.run(&["show", "alice"]);
     run.expect(1);
