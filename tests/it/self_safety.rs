@@ -201,3 +201,37 @@ fn self_rotate_on_a_plan_of_another_account_exits_1_and_changes_nothing() {
     assert_no_writes(&env);
     env.assert_no_secret_leaked(&[&file]);
 }
+
+/// A resumed self-rotation reads and writes the credentials file its plan
+/// pinned, never another one this environment happens to name.
+#[test]
+fn self_rotate_refuses_another_credentials_file_than_its_plan_s() {
+    let env = moto_env!();
+    let old = env.user("ned", 1).remove(0);
+    let file = crate::deliver::credentials_file(&env);
+    crate::deliver::write_private(&file, &crate::deliver::laptop_credentials(&old, "default"));
+    crate::deliver::self_rotate(&env, &[], None, &[]).expect(0);
+    let new = crate::deliver::profile_key(&env, &file, "default");
+    assert_eq!(env.plan_yaml("ned")["phase"], "verify");
+    // A copy of the credentials file elsewhere, named by the environment.
+    let copy = env.dir.path().join("elsewhere/credentials");
+    crate::deliver::write_private(&copy, &std::fs::read_to_string(&file).unwrap());
+    let plan = env.plan_text("ned");
+    let keys = env.keys("ned");
+    env.proxy.reset_counts();
+    let run = crate::deliver::self_rotate(
+        &env,
+        &[("AWS_SHARED_CREDENTIALS_FILE", copy.to_str().unwrap())],
+        Some(2.0),
+        &["--delete-now"],
+    );
+    run.expect(1);
+    let text = run.text();
+    assert!(text.contains(file.to_str().unwrap()), "{text}");
+    assert!(text.contains(copy.to_str().unwrap()), "{text}");
+    assert_eq!(env.plan_text("ned"), plan);
+    assert_eq!(env.keys("ned"), keys);
+    assert!(env.proxy.writes().is_empty(), "{:?}", env.proxy.writes());
+    env.remember_secret(&new.secret);
+    env.assert_no_secret_leaked(&[&file, &copy]);
+}

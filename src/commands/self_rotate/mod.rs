@@ -77,6 +77,26 @@ pub async fn execute(context: &Context, args: SelfRotateArgs) -> anyhow::Result<
         &path,
     )
     .await?;
+    // The profile read and signed with here must be the one the plan
+    // delivers to: a resumed self-rotation in another environment would
+    // write the new key into one file and read it back from another.
+    let here = std::path::absolute(&credentials_file).unwrap_or(credentials_file.clone());
+    if let Some(pinned) = locked
+        .plan
+        .credentials_file
+        .as_ref()
+        .filter(|p| **p != here)
+    {
+        return Err(anyhow!(
+            "{} delivers to profile [{profile}] in {}, but this environment's credentials file \
+             is {} (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials). Nothing was changed. \
+             Run self-rotate again with AWS_SHARED_CREDENTIALS_FILE={}",
+            locked.path.display(),
+            pinned.display(),
+            here.display(),
+            pinned.display()
+        ));
+    }
     let printer = Printer {
         json: context.json(),
         spinner: Mutex::new(None),
