@@ -23,7 +23,12 @@ pub async fn execute(context: &Context, args: RollbackArgs) -> anyhow::Result<St
         deliver: &deliverer,
         caller,
     };
+    let before = crate::notify::Before::of(&locked.plan);
     let report = engine.rollback(&mut locked, args.delete_new).await?;
+    let notifier = context.notifier().await;
+    notifier
+        .after_rollback(&mut locked, &before, context.clock.now())
+        .await;
     if context.json() {
         output::json(&report)?;
     } else {
