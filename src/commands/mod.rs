@@ -75,6 +75,9 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// `-q`: no progress, only errors on stderr.
     pub quiet: bool,
+    /// The global flags a printed next command repeats, so that it works
+    /// where this one did (plans folder, profile, region, endpoint, role).
+    pub repeated_flags: Vec<String>,
     aws: tokio::sync::OnceCell<(aws_config::SdkConfig, AwsIam)>,
 }
 
@@ -117,6 +120,14 @@ impl Context {
             }
         }
         Ok(self.caller().await?.account)
+    }
+
+    /// The exact command line to run next for `plan` (starting
+    /// `iam-rotate `), or `None` when nothing is left to do. See
+    /// [`rotation::next_command`](crate::rotation::next_command).
+    pub fn next_command(&self, plan: &crate::plan::Plan) -> Option<String> {
+        let next = crate::rotation::next_command(plan)?;
+        Some(command_line(&self.repeated_flags, next.words(), &plan.user))
     }
 
     /// STS GetCallerIdentity, with an error that says what to check.
@@ -165,6 +176,43 @@ pub fn user_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// `iam-rotate FLAGS WORDS USER`, each word quoted for a POSIX shell where
+/// it needs it; a user name that starts with `-` goes after `--`.
+pub fn command_line(flags: &[String], words: &[&str], user: &str) -> String {
+    let mut parts = vec!["iam-rotate".to_string()];
+    parts.extend(flags.iter().map(|f| shell_words::quote(f).into_owned()));
+    parts.extend(words.iter().map(|w| w.to_string()));
+    if user.starts_with('-') {
+        parts.push("--".into());
+    }
+    parts.push(shell_words::quote(user).into_owned());
+    parts.join(" ")
+}
+
+/// The global flags of this invocation that a printed next command must
+/// repeat to act on the same plans with the same credentials.
+fn repeated_flags(cli: &Cli) -> Vec<String> {
+    let mut flags = Vec::new();
+    if cli.plans_dir != Path::new("plans") {
+        flags.push("--plans-dir".into());
+        flags.push(cli.plans_dir.display().to_string());
+    }
+    let options = [
+        ("--profile", &cli.profile),
+        ("--region", &cli.region),
+        ("--endpoint-url", &cli.endpoint_url),
+        ("--role-arn", &cli.role_arn),
+        ("--external-id", &cli.external_id),
+    ];
+    for (flag, value) in options {
+        if let Some(value) = value {
+            flags.push(flag.into());
+            flags.push(value.clone());
+        }
+    }
+    flags
+}
+
 /// The command's name for messages, and whether it only reads: the
 /// commands a replaced clock (`IAM_ROTATE_NOW`) cannot make cut a real wait
 /// short.
@@ -210,7 +258,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
     if cli.output == OutputFormat::Table {
         crate::output::force_boxes();
     }
+    let repeated_flags = repeated_flags(&cli);
     let context = Context {
+        repeated_flags,
         plans: PlanStore::new(cli.plans_dir),
         output: cli.output,
         aws_args: AwsArgs {

@@ -34,7 +34,7 @@ pub use orphan::{
     describe_candidate, find_orphan, not_provably_ours, orphan_candidate, orphan_candidate_in,
     orphan_window, why_not_ours, Orphan, ORPHAN_SKEW,
 };
-pub use outlook::{outlook, Outlook};
+pub use outlook::{next_command, outlook, overdue, NextCommand, Outlook, Overdue};
 pub use phases::{
     decide_check_last_used, decide_create, decide_delete, decide_set_inactive, decide_verify,
     decide_wait_for_adoption,

@@ -14,6 +14,7 @@ use crate::iam::Iam;
 use crate::plan::{KeyStatus, Phase, Plan, PlanStore, Stamp};
 use crate::planner::{plan_user, PlanRequest, Planned};
 use crate::rotation::policy::Policy;
+use crate::rotation::RollbackOptions;
 use crate::sim::SimAccount;
 
 const ACCOUNT: &str = "111122223333";
@@ -119,9 +120,26 @@ impl World {
         self.run_with(user, RunOptions::default()).await.unwrap()
     }
 
+    /// `rollback --abort [--delete-new]`.
     async fn rollback(&self, user: &str, delete_new: bool) -> Result<RunReport, EngineError> {
+        self.rollback_with(
+            user,
+            RollbackOptions {
+                abort: true,
+                delete_new,
+            },
+        )
+        .await
+        .map(|(report, _)| report)
+    }
+
+    async fn rollback_with(
+        &self,
+        user: &str,
+        options: RollbackOptions,
+    ) -> Result<(RunReport, Option<String>), EngineError> {
         let mut locked = PlanStore::lock(&self.path(user)).unwrap().unwrap();
-        self.engine().await.rollback(&mut locked, delete_new).await
+        self.engine().await.rollback(&mut locked, options).await
     }
 
     fn new_key(&self, user: &str) -> String {
@@ -851,7 +869,13 @@ async fn a_user_never_deletes_the_new_key_it_is_signed_in_with() {
     let mut locked = PlanStore::lock(&w.path("yan")).unwrap().unwrap();
     let writes = w.sim.writes().len();
     let err = engine
-        .rollback(&mut locked, true)
+        .rollback(
+            &mut locked,
+            RollbackOptions {
+                abort: true,
+                delete_new: true,
+            },
+        )
         .await
         .unwrap_err()
         .to_string();
