@@ -96,7 +96,7 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
         for path in store.list(ACCOUNT)? {
             let result = run_one(&engine, path, RunOptions::default()).await;
             if !context.json() {
-                print_result(&result, now);
+                print_result(&result, now, &[]);
             }
             results.push(result);
         }
