@@ -206,7 +206,22 @@ A blocked plan exits 3 until a person fixes the cause and runs with --retry-bloc
     /// One plan in full: keys, observations, history, and what to do next.
     Show(ShowArgs),
 
-    /// Reactivate the old key and stop the rotation (before the old key was deleted).
+    /// Reactivate the old key and go back to waiting for adoption (--abort: end the rotation).
+    #[command(
+        long_about = "The guide's step 5 → step 2: when an application broke after the old key \
+was set inactive, make the old key Active again, keep the new key, and send the rotation back to \
+wait_for_adoption with its adoption, quiet and verify clocks restarted. Switch the failing \
+application to the new key, then `iam-rotate run USER` carries the same rotation on to the end. \
+Allowed from set_inactive, verify, delete and blocked while the old key exists; before the old \
+key was set inactive it changes nothing and says so.
+
+With --abort the rotation ends instead (phase rolled_back) with the old key Active; add \
+--delete-new to delete the new key as well (its applications lose access). A rolled-back plan \
+that kept its new key leaves the user with two keys: `rollback --abort --delete-new USER` \
+removes it, and then `plan USER` can start a new rotation.
+
+After the old key was deleted nothing can be rolled back: a deleted key never comes back."
+    )]
     Rollback(RollbackArgs),
 
     /// Every user's keys: age, status, last use, plan phase.
@@ -333,8 +348,15 @@ pub struct PlanArgs {
     #[arg(long, value_name = "DURATION")]
     pub verify_period: Option<HumanDuration>,
 
+    /// How long past its own wait a plan may stay in a waiting phase
+    /// (adoption, quiet period, verification) before it is overdue and
+    /// `status --needs-attention` reports it (default 7d).
+    #[arg(long, value_name = "DURATION")]
+    pub overdue_after: Option<HumanDuration>,
+
     /// A YAML file with any of adoption_wait, quiet_period, verify_period,
-    /// require_new_key_use, allow_short_quiet_period; flags win over it.
+    /// overdue_after, require_new_key_use, allow_short_quiet_period; flags
+    /// win over it.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
 }
@@ -375,6 +397,13 @@ pub struct StatusArgs {
     /// Every account folder under --plans-dir.
     #[arg(long, conflicts_with = "account")]
     pub all_accounts: bool,
+
+    /// Only plans a person must look at: blocked, or overdue (stuck in a
+    /// waiting phase past its wait plus overdue_after). Exits 3 when there
+    /// are any and 0 when there are none: the one command a scheduler
+    /// alerts on.
+    #[arg(long)]
+    pub needs_attention: bool,
 }
 
 #[derive(Debug, Args)]
@@ -394,8 +423,13 @@ pub struct RollbackArgs {
     #[arg(value_name = "USER")]
     pub user: String,
 
-    /// Also delete the new key (its applications lose access).
+    /// End the rotation (rolled_back) with the old key Active, instead of
+    /// going back to wait_for_adoption.
     #[arg(long)]
+    pub abort: bool,
+
+    /// With --abort: also delete the new key (its applications lose access).
+    #[arg(long, requires = "abort")]
     pub delete_new: bool,
 }
 

@@ -269,6 +269,7 @@ fn write_plan(
         phase: Phase::CreateSecondKey,
         phase_since: stamp.at,
         create_intent_at: None,
+        restarted_at: None,
         blocked_in: None,
         blocked_reason: None,
         last_error: None,
@@ -276,16 +277,17 @@ fn write_plan(
         observations: Vec::new(),
         history: Vec::new(),
     };
+    let text = format!(
+        "planned: rotate key {} (created {}) with adoption_wait {}, quiet_period {}, \
+         verify_period {}",
+        mask_key(&old.id),
+        old.created_at.format("%Y-%m-%d"),
+        plan.policy.adoption_wait,
+        plan.policy.quiet_period,
+        plan.policy.verify_period
+    );
     plan.record(
-        format!(
-            "planned: rotate key {} (created {}) with adoption_wait {}, quiet_period {}, \
-             verify_period {}",
-            mask_key(&old.id),
-            old.created_at.format("%Y-%m-%d"),
-            plan.policy.adoption_wait,
-            plan.policy.quiet_period,
-            plan.policy.verify_period
-        ),
+        crate::plan::Action::new(crate::plan::ActionKind::Planned, Some(&old.id), text),
         stamp,
     );
     match PlanStore::create(&path, plan)? {

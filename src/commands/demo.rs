@@ -97,7 +97,7 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
         for path in store.list(ACCOUNT)? {
             let result = run_one(&engine, path, RunOptions::default()).await;
             if !context.json() {
-                print_result(&result, now);
+                print_result(&result, now, &[]);
             }
             results.push(result);
         }
@@ -112,7 +112,11 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
             );
             let path = store.path_for(ACCOUNT, "carol");
             if let Some(mut locked) = PlanStore::lock(&path)? {
-                let report = engine.rollback(&mut locked, false).await?;
+                let options = crate::rotation::RollbackOptions {
+                    abort: true,
+                    delete_new: false,
+                };
+                let (report, _) = engine.rollback(&mut locked, options).await?;
                 for action in report.actions {
                     say(format!("carol: {action}"));
                 }
@@ -165,7 +169,7 @@ fn print_status(
     let rows: Vec<StatusRow> = store
         .list(ACCOUNT)?
         .into_iter()
-        .map(|path| PlanStore::load(&path).map(|plan| StatusRow::new(&plan, path, now)))
+        .map(|path| PlanStore::load(&path).map(|plan| StatusRow::new(&plan, path, now, None)))
         .collect::<Result<_, _>>()?;
     if context.json() {
         output::json(&rows)?;

@@ -81,6 +81,9 @@ pub struct Context {
     /// The `--notify` specs as typed (without the environment's), which
     /// `plan` keeps in each plan.
     pub plan_notify: Vec<String>,
+    /// The global flags a printed next command repeats, so that it works
+    /// where this one did (plans folder, profile, region, endpoint, role).
+    pub repeated_flags: Vec<String>,
     aws: tokio::sync::OnceCell<(aws_config::SdkConfig, AwsIam)>,
 }
 
@@ -111,6 +114,7 @@ impl Context {
     pub async fn notifier(&self) -> Notifier {
         let senders = Senders::new(Some(self.aws().await.0.clone()));
         Notifier::new(self.notify.clone(), Arc::new(senders))
+            .with_command_flags(self.repeated_flags.clone())
     }
 
     pub async fn iam(&self) -> &AwsIam {
@@ -130,6 +134,14 @@ impl Context {
             }
         }
         Ok(self.caller().await?.account)
+    }
+
+    /// The exact command line to run next for `plan` (starting
+    /// `iam-rotate `), or `None` when nothing is left to do. See
+    /// [`rotation::next_command`](crate::rotation::next_command).
+    pub fn next_command(&self, plan: &crate::plan::Plan) -> Option<String> {
+        let next = crate::rotation::next_command(plan)?;
+        Some(command_line(&self.repeated_flags, next.words(), &plan.user))
     }
 
     /// STS GetCallerIdentity, with an error that says what to check.
@@ -176,6 +188,43 @@ pub fn user_of(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// `iam-rotate FLAGS WORDS USER`, each word quoted for a POSIX shell where
+/// it needs it; a user name that starts with `-` goes after `--`.
+pub fn command_line(flags: &[String], words: &[&str], user: &str) -> String {
+    let mut parts = vec!["iam-rotate".to_string()];
+    parts.extend(flags.iter().map(|f| shell_words::quote(f).into_owned()));
+    parts.extend(words.iter().map(|w| w.to_string()));
+    if user.starts_with('-') {
+        parts.push("--".into());
+    }
+    parts.push(shell_words::quote(user).into_owned());
+    parts.join(" ")
+}
+
+/// The global flags of this invocation that a printed next command must
+/// repeat to act on the same plans with the same credentials.
+fn repeated_flags(cli: &Cli) -> Vec<String> {
+    let mut flags = Vec::new();
+    if cli.plans_dir != Path::new("plans") {
+        flags.push("--plans-dir".into());
+        flags.push(cli.plans_dir.display().to_string());
+    }
+    let options = [
+        ("--profile", &cli.profile),
+        ("--region", &cli.region),
+        ("--endpoint-url", &cli.endpoint_url),
+        ("--role-arn", &cli.role_arn),
+        ("--external-id", &cli.external_id),
+    ];
+    for (flag, value) in options {
+        if let Some(value) = value {
+            flags.push(flag.into());
+            flags.push(value.clone());
+        }
+    }
+    flags
 }
 
 /// The command's name for messages, and whether it only reads: the
@@ -229,7 +278,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
     if cli.output == OutputFormat::Table {
         crate::output::force_boxes();
     }
+    let repeated_flags = repeated_flags(&cli);
     let context = Context {
+        repeated_flags,
         plans: PlanStore::new(cli.plans_dir),
         output: cli.output,
         aws_args: AwsArgs {
@@ -282,7 +333,7 @@ mod tests {
                 },
                 Status::Success,
             ),
-            (Outcome::WouldAct { step: reason() }, Status::Success),
+            (Outcome::WouldAct { steps: Vec::new() }, Status::Success),
             (Outcome::Blocked { reason: reason() }, Status::Blocked),
             // The plan is fine; the credentials were the wrong ones: exit 1.
             (Outcome::WrongAccount { reason: reason() }, Status::Failed),

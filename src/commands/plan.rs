@@ -209,6 +209,7 @@ fn resolve_policy(args: &PlanArgs) -> anyhow::Result<Policy> {
         verify_period: args.verify_period,
         require_new_key_use: None,
         allow_short_quiet_period: args.allow_short_quiet_period.then_some(true),
+        overdue_after: args.overdue_after,
     };
     from_file
         .overlay(from_flags)
@@ -223,7 +224,7 @@ fn load_policy_file(path: &Path) -> anyhow::Result<PolicyOverrides> {
         let (line, column, message) = crate::plan::store::located(&e);
         UsageError(format!(
             "{}:{line}:{column}: {message}. A policy file may set adoption_wait, quiet_period, \
-             verify_period (durations like 7d), require_new_key_use and \
+             verify_period, overdue_after (durations like 7d), require_new_key_use and \
              allow_short_quiet_period (true/false)",
             path.display()
         ))

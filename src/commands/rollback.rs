@@ -1,11 +1,26 @@
-//! `iam-rotate rollback`: reactivate the old key, stop the rotation.
+//! `iam-rotate rollback`: the guide's step 5 → step 2 (the old key Active
+//! again, back to waiting for adoption), or with `--abort` the rotation
+//! ended.
+
+use serde::Serialize;
 
 use super::{plan_path, Context, Status};
 use crate::cli::RollbackArgs;
 use crate::deliver::Deliverer;
-use crate::engine::Engine;
+use crate::engine::{Engine, RunReport};
 use crate::output;
-use crate::plan::PlanStore;
+use crate::plan::{mask_key, Phase, PlanStore};
+use crate::rotation::RollbackOptions;
+
+#[derive(Serialize)]
+struct RolledBack<'a> {
+    #[serde(flatten)]
+    report: &'a RunReport,
+    /// Why nothing was undone, when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unchanged: Option<&'a str>,
+    next_command: Option<String>,
+}
 
 pub async fn execute(context: &Context, args: RollbackArgs) -> anyhow::Result<Status> {
     let caller = context.caller().await?;
@@ -23,30 +38,58 @@ pub async fn execute(context: &Context, args: RollbackArgs) -> anyhow::Result<St
         deliver: &deliverer,
         caller,
     };
+    let options = RollbackOptions {
+        abort: args.abort,
+        delete_new: args.delete_new,
+    };
     let before = crate::notify::Before::of(&locked.plan);
-    let report = engine.rollback(&mut locked, args.delete_new).await?;
+    let (report, unchanged) = engine.rollback(&mut locked, options).await?;
     let notifier = context.notifier().await;
     notifier
         .after_rollback(&mut locked, &before, context.clock.now())
         .await;
+    let plan = &locked.plan;
+    let next_command = context.next_command(plan);
     if context.json() {
-        output::json(&report)?;
-    } else {
-        if report.actions.is_empty() {
+        output::json(&RolledBack {
+            report: &report,
+            unchanged: unchanged.as_deref(),
+            next_command,
+        })?;
+        return Ok(Status::Success);
+    }
+    let user = &report.user;
+    if let Some(why) = &unchanged {
+        output::line(format!("{user}: nothing changed: {why}"));
+        return Ok(Status::Success);
+    }
+    if report.actions.is_empty() {
+        output::line(format!("{user}: already rolled back; nothing to do"));
+    }
+    for action in &report.actions {
+        output::line(format!("{user}: {action}"));
+    }
+    match (plan.phase, &plan.new_key) {
+        (Phase::WaitForAdoption, Some(new_key)) => {
             output::line(format!(
-                "{}: already rolled back; nothing to do",
-                report.user
+                "  next: switch the application that failed to the new key {} (delivered to \
+                 {}); the old key works again meanwhile",
+                mask_key(&new_key.id),
+                plan.delivery
             ));
+            if let Some(command) = &next_command {
+                output::line(format!(
+                    "  then `{command}` carries the rotation on: it waits for adoption, checks \
+                     the old key's last use and sets it inactive again"
+                ));
+            }
         }
-        for action in &report.actions {
-            output::line(format!("{}: {action}", report.user));
-        }
-        if !args.delete_new {
-            if let Some(new_key) = &locked.plan.new_key {
-                output::note(format!(
-                    "  the new key {} still exists; `iam-rotate rollback --delete-new {}` removes it",
-                    crate::plan::mask_key(&new_key.id),
-                    report.user
+        _ => {
+            if let Some(command) = &next_command {
+                output::line(format!(
+                    "  the user has two keys until the new one goes; `{command}` deletes it (its \
+                     applications lose access), after which `iam-rotate plan {user}` can start \
+                     a new rotation"
                 ));
             }
         }

@@ -1,4 +1,6 @@
-//! `iam-rotate status`: one row a plan, read from the plan files alone.
+//! `iam-rotate status`: one row a plan, read from the plan files alone:
+//! where it stands, what comes next, the command to run, and whether it
+//! needs a person (`--needs-attention`: blocked or overdue, exit 3).
 
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ use super::{is_plan_path, plan_path, user_of, Context, Status};
 use crate::cli::StatusArgs;
 use crate::output;
 use crate::plan::{Phase, Plan, PlanStore};
-use crate::rotation::outlook;
+use crate::rotation::{outlook, overdue};
 
 #[derive(Serialize)]
 pub struct StatusRow {
@@ -24,12 +26,25 @@ pub struct StatusRow {
     pub last_error: Option<String>,
     pub old_key: String,
     pub new_key: Option<String>,
+    /// Stuck in a waiting phase past its wait plus `overdue_after`.
+    pub overdue: bool,
+    /// What is overdue and what a person must do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overdue_reason: Option<String>,
+    /// The exact command to run next (`iam-rotate …`), or null.
+    pub next_command: Option<String>,
     pub path: PathBuf,
 }
 
 impl StatusRow {
-    pub fn new(plan: &Plan, path: PathBuf, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        plan: &Plan,
+        path: PathBuf,
+        now: DateTime<Utc>,
+        next_command: Option<String>,
+    ) -> Self {
         let look = outlook(plan, now);
+        let overdue = overdue(plan, now);
         StatusRow {
             user: plan.user.clone(),
             account: plan.account.clone(),
@@ -42,8 +57,16 @@ impl StatusRow {
             last_error: plan.last_error.clone(),
             old_key: plan.old_key.id.clone(),
             new_key: plan.new_key.as_ref().map(|k| k.id.clone()),
+            overdue: overdue.is_some(),
+            overdue_reason: overdue.map(|o| o.what),
+            next_command,
             path,
         }
+    }
+
+    /// Blocked or overdue: a person must act.
+    pub fn needs_attention(&self) -> bool {
+        self.phase == Phase::Blocked || self.overdue
     }
 }
 
@@ -99,9 +122,17 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
     }
     let paths = select(context, &args).await?;
     let now = context.clock.now();
-    let rows = load_rows(&paths, now);
+    let mut rows = load_rows(context, &paths, now);
+    if args.needs_attention {
+        rows.retain(|row| match row {
+            Row::Plan(r) => r.needs_attention(),
+            Row::Unreadable(_) => true,
+        });
+    }
     let status = if rows.iter().any(|r| matches!(r, Row::Unreadable(_))) {
         Status::Failed
+    } else if args.needs_attention && !rows.is_empty() {
+        Status::Blocked
     } else {
         Status::Success
     };
@@ -110,7 +141,11 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
         return Ok(status);
     }
     if rows.is_empty() {
-        output::note("no plans found");
+        output::note(if args.needs_attention {
+            "no plan needs attention"
+        } else {
+            "no plans found"
+        });
         return Ok(status);
     }
     let with_account = args.all_accounts;
@@ -120,12 +155,18 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
             Row::Plan(r) => vec![
                 r.account.clone(),
                 r.user.clone(),
-                r.phase.to_string(),
+                if r.overdue {
+                    format!("{} (OVERDUE)", r.phase)
+                } else {
+                    r.phase.to_string()
+                },
                 output::time(r.phase_since),
                 r.next_step.clone(),
                 output::opt_time(r.due_at),
+                r.next_command.clone().unwrap_or_default(),
                 r.blocked_reason
                     .clone()
+                    .or_else(|| r.overdue_reason.as_ref().map(|e| format!("overdue: {e}")))
                     .or_else(|| r.last_error.as_ref().map(|e| format!("last error: {e}")))
                     .unwrap_or_default(),
             ],
@@ -135,6 +176,7 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
                 "unreadable".into(),
                 String::new(),
                 "fix the plan file".into(),
+                String::new(),
                 String::new(),
                 u.error.clone(),
             ],
@@ -153,7 +195,8 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
         "SINCE",
         "NEXT STEP",
         "DUE AT",
-        "BLOCKED REASON",
+        "RUN NEXT",
+        "NEEDS ATTENTION",
     ];
     let header = if with_account {
         &header[..]
@@ -169,9 +212,14 @@ const PARALLEL_FROM: usize = 512;
 
 /// Reads and parses every plan, in the order given. Parsing YAML is most of
 /// the cost of `status` over a big folder, so it is spread over the cores.
-fn load_rows(paths: &[PathBuf], now: DateTime<Utc>) -> Vec<Row> {
+fn load_rows(context: &Context, paths: &[PathBuf], now: DateTime<Utc>) -> Vec<Row> {
     let load = |path: &PathBuf| match PlanStore::load(path) {
-        Ok(plan) => Row::Plan(Box::new(StatusRow::new(&plan, path.clone(), now))),
+        Ok(plan) => Row::Plan(Box::new(StatusRow::new(
+            &plan,
+            path.clone(),
+            now,
+            context.next_command(&plan),
+        ))),
         Err(e) => Row::Unreadable(Unreadable {
             user: user_of(path),
             path: path.clone(),

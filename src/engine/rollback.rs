@@ -1,24 +1,28 @@
 //! Rollback: carries out what [`rotation::decide_rollback`] decided — the
-//! old key back to Active, and with `--delete-new` the new key retired —
-//! and records it in the plan.
+//! old key back to Active and the plan back to `wait_for_adoption` (the
+//! guide's step 5 → step 2), or with `--abort` the rotation ended and with
+//! `--delete-new` the new key retired — and records it in the plan.
 
 use crate::iam::IamError;
-use crate::plan::{KeyStatus, LockedPlan, Phase};
+use crate::plan::{Action, ActionKind, KeyStatus, LockedPlan, Phase};
 use crate::rotation::rollback::{RollbackEnd, RollbackOptions, RollbackStep};
 use crate::rotation::{self};
 
 use super::{Engine, EngineError, Outcome, Refusal, RunReport};
 
 impl Engine<'_> {
-    /// Reactivates the old key (and with `delete_new`, removes the new one)
-    /// from any phase before the old key was deleted.
+    /// Reactivates the old key from any phase before it was deleted, and
+    /// sends the rotation back to `wait_for_adoption` (or, with `abort`,
+    /// ends it; with `delete_new` too, removes the new key). The second
+    /// value says why nothing was undone, when nothing was.
     pub async fn rollback(
         &self,
         locked: &mut LockedPlan,
-        delete_new: bool,
-    ) -> Result<RunReport, EngineError> {
+        options: RollbackOptions,
+    ) -> Result<(RunReport, Option<String>), EngineError> {
         let history_before = locked.plan.history.len();
-        let options = RollbackOptions { delete_new };
+        let mut nothing_to_undo = None;
+        let mut deleted_new: Option<String> = None;
         // What needs no IAM call is refused before any: a wrong account
         // reads nothing.
         rotation::check_rollback(&locked.plan, &self.caller, options).map_err(Refusal::Rollback)?;
@@ -59,6 +63,11 @@ impl Engine<'_> {
                             .await?;
                     }
                     self.iam.delete_access_key(&user, &key_id).await?;
+                    deleted_new = Some(key_id.clone());
+                    let now = self.clock.now();
+                    if let Some(new_key) = locked.plan.new_key.as_mut().filter(|k| k.id == key_id) {
+                        new_key.deleted_at = Some(now);
+                    }
                 }
                 RollbackStep::Finish(end) => {
                     let stamp = self.stamp();
@@ -69,24 +78,46 @@ impl Engine<'_> {
                             plan.create_intent_at = None;
                             plan.blocked_in = None;
                             plan.blocked_reason = None;
-                            plan.transition(Phase::RolledBack, action, &stamp);
+                            let old = Some(plan.old_key.id.clone());
+                            plan.transition(
+                                Phase::RolledBack,
+                                Action::new(ActionKind::RolledBack, old.as_deref(), action),
+                                &stamp,
+                            );
                         }
-                        RollbackEnd::Record { action } => plan.record(action, &stamp),
+                        RollbackEnd::Restart { action } => {
+                            plan.old_key.status = KeyStatus::Active;
+                            plan.old_key.deactivated_at = None;
+                            plan.old_key.last_used_at_deactivation = None;
+                            plan.create_intent_at = None;
+                            plan.blocked_in = None;
+                            plan.blocked_reason = None;
+                            plan.restarted_at = Some(stamp.at);
+                            let old = Some(plan.old_key.id.clone());
+                            plan.transition(
+                                Phase::WaitForAdoption,
+                                Action::new(ActionKind::Restarted, old.as_deref(), action),
+                                &stamp,
+                            );
+                        }
+                        RollbackEnd::Record { action } => {
+                            let kind = match deleted_new {
+                                Some(_) => ActionKind::DeletedNewKey,
+                                None => ActionKind::Note,
+                            };
+                            plan.record(Action::new(kind, deleted_new.as_deref(), action), &stamp)
+                        }
+                        RollbackEnd::NothingToUndo { why } => nothing_to_undo = Some(why),
                         RollbackEnd::Unchanged => {}
                     }
                 }
             }
         }
-        locked.save()?;
-        Ok(RunReport {
-            user: locked.plan.user.clone(),
-            account: locked.plan.account.clone(),
-            phase: locked.plan.phase,
-            actions: locked.plan.history[history_before..]
-                .iter()
-                .map(|h| h.action.clone())
-                .collect(),
-            outcome: Outcome::Finished,
-        })
+        if locked.plan.history.len() > history_before {
+            locked.save()?;
+        }
+        let actions = super::actions_since(&locked.plan.history, history_before);
+        let report = RunReport::of(locked, actions, Outcome::Finished, self.clock.now());
+        Ok((report, nothing_to_undo))
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::deliver::Destination;
 use crate::iam::{IamError, LastUse, LiveKey, CREATE_ACCESS_KEY_TIMEOUT};
-use crate::plan::{mask_key, KeyStatus, LockedPlan, NewKey, Phase, Plan};
+use crate::plan::{mask_key, Action, ActionKind, KeyStatus, LockedPlan, NewKey, Phase, Plan};
 use crate::rotation::{self, Observed, Step};
 
 use super::{Engine, EngineError, Refusal};
@@ -30,11 +30,15 @@ impl Engine<'_> {
                     .unwrap_or_default();
                 locked.plan.create_intent_at = None;
                 locked.plan.record(
-                    format!(
-                        "deleted orphan key {} left by an interrupted CreateAccessKey ({created}\
-                         within that call's window, never used; its secret was never delivered); \
-                         creating again",
-                        mask_key(&key_id)
+                    Action::new(
+                        ActionKind::DeletedOrphan,
+                        Some(&key_id),
+                        format!(
+                            "deleted orphan key {} left by an interrupted CreateAccessKey \
+                             ({created}within that call's window, never used; its secret was \
+                             never delivered); creating again",
+                            mask_key(&key_id)
+                        ),
                     ),
                     &self.stamp(),
                 );
@@ -50,14 +54,19 @@ impl Engine<'_> {
                 locked.plan.new_key = Some(NewKey {
                     id: live.id.clone(),
                     created_at: live.created_at,
+                    deleted_at: None,
                 });
                 locked.plan.create_intent_at = None;
                 locked.plan.transition(
                     Phase::WaitForAdoption,
-                    format!(
-                        "found new key {} already delivered to {destination}: an earlier run was \
-                         interrupted before recording it; kept as the new key",
-                        mask_key(&key_id)
+                    Action::new(
+                        ActionKind::AdoptedDeliveredKey,
+                        Some(&key_id),
+                        format!(
+                            "found new key {} already delivered to {destination}: an earlier run \
+                             was interrupted before recording it; kept as the new key",
+                            mask_key(&key_id)
+                        ),
                     ),
                     &self.stamp(),
                 );
@@ -84,7 +93,11 @@ impl Engine<'_> {
                 return Ok(Some(after));
             }
             Step::Advance { to, action } => {
-                locked.plan.transition(to, action, &self.stamp());
+                locked.plan.transition(
+                    to,
+                    Action::new(ActionKind::Advanced, None, action),
+                    &self.stamp(),
+                );
                 locked.save()?;
                 // A plan-only transition: what was read still holds, if it
                 // covers what the new phase reads.
@@ -113,7 +126,11 @@ impl Engine<'_> {
                 old.status = KeyStatus::Inactive;
                 old.deactivated_at = Some(stamp.at);
                 old.last_used_at_deactivation = seen.old_use.as_ref().and_then(|u| u.at);
-                locked.plan.transition(Phase::Verify, action, &stamp);
+                locked.plan.transition(
+                    Phase::Verify,
+                    Action::new(ActionKind::DeactivatedOldKey, Some(&key_id), action),
+                    &stamp,
+                );
                 locked.save()?;
             }
             Step::DeleteOld { key_id } => self.delete_old(locked, &key_id, seen).await?,
@@ -148,7 +165,11 @@ impl Engine<'_> {
                 format!("deleted old key {}", mask_key(key_id))
             }
         };
-        locked.plan.transition(Phase::Done, action, &self.stamp());
+        locked.plan.transition(
+            Phase::Done,
+            Action::new(ActionKind::DeletedOldKey, Some(key_id), action),
+            &self.stamp(),
+        );
         locked.save()?;
         Ok(())
     }
@@ -215,9 +236,13 @@ impl Engine<'_> {
             if let Err(e) = cleanup.await {
                 // The intent stays: the next run finds the key and deletes it.
                 locked.plan.record(
-                    format!(
-                        "delivery to {destination} failed ({error}); deleting the new key {key} \
-                         failed too ({e}); the next run deletes it"
+                    Action::new(
+                        ActionKind::DeliveryFailed,
+                        Some(&created.id),
+                        format!(
+                            "delivery to {destination} failed ({error}); deleting the new key \
+                             {key} failed too ({e}); the next run deletes it"
+                        ),
                     ),
                     &self.stamp(),
                 );
@@ -226,7 +251,11 @@ impl Engine<'_> {
             }
             locked.plan.create_intent_at = None;
             locked.plan.record(
-                format!("delivery to {destination} failed ({error}); new key {key} deleted"),
+                Action::new(
+                    ActionKind::DeliveryFailed,
+                    Some(&created.id),
+                    format!("delivery to {destination} failed ({error}); new key {key} deleted"),
+                ),
                 &self.stamp(),
             );
             locked.save()?;
@@ -234,15 +263,21 @@ impl Engine<'_> {
         }
 
         let key = mask_key(&created.id);
+        let key_id = created.id.clone();
         locked.plan.new_key = Some(NewKey {
             id: created.id.clone(),
             created_at: created.created_at,
+            deleted_at: None,
         });
         drop(created);
         locked.plan.create_intent_at = None;
         locked.plan.transition(
             Phase::WaitForAdoption,
-            format!("created new key {key}; secret delivered to {destination}"),
+            Action::new(
+                ActionKind::CreatedKey,
+                Some(&key_id),
+                format!("created new key {key}; secret delivered to {destination}"),
+            ),
             &self.stamp(),
         );
         locked.save()?;

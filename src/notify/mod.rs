@@ -25,9 +25,11 @@ use serde::Serialize;
 pub use events::{events, Before, RunEnd};
 pub use spec::{parse_all, Target, ENV};
 
+use crate::commands::command_line;
 use crate::engine::{Outcome, RunFailure, RunReport};
 use crate::plan::model::{NoticeEvent, PendingNotice, SentNotice};
 use crate::plan::{LockedPlan, Phase, Plan};
+use crate::rotation;
 
 /// How many undelivered notices a plan keeps; older ones are dropped.
 pub const MAX_PENDING: usize = 20;
@@ -121,9 +123,15 @@ pub struct Guidance {
 }
 
 impl Guidance {
-    /// What the core says about `plan` at `now`.
-    pub fn of(_plan: &Plan, _now: DateTime<Utc>) -> Guidance {
-        Guidance::default()
+    /// What the core says about `plan` at `now`; the next command repeats
+    /// `flags` (the invocation's plans folder, profile, endpoint, …) as
+    /// every printed next command does.
+    pub fn of(plan: &Plan, now: DateTime<Utc>, flags: &[String]) -> Guidance {
+        Guidance {
+            next_command: rotation::next_command(plan)
+                .map(|next| command_line(flags, next.words(), &plan.user)),
+            overdue: rotation::overdue(plan, now).map(|overdue| overdue.what),
+        }
     }
 }
 
@@ -131,11 +139,23 @@ impl Guidance {
 pub struct Notifier {
     targets: Vec<Target>,
     transport: Arc<dyn Transport>,
+    /// The global flags a notice's next command repeats.
+    command_flags: Vec<String>,
 }
 
 impl Notifier {
     pub fn new(targets: Vec<Target>, transport: Arc<dyn Transport>) -> Self {
-        Notifier { targets, transport }
+        Notifier {
+            targets,
+            transport,
+            command_flags: Vec::new(),
+        }
+    }
+
+    /// Next commands in notices repeat `flags`, as printed ones do.
+    pub fn with_command_flags(mut self, flags: Vec<String>) -> Self {
+        self.command_flags = flags;
+        self
     }
 
     /// A notifier with no targets of its own (plans may still name some)
@@ -165,7 +185,7 @@ impl Notifier {
                 RunEnd::Failed { error: &error }
             }
         };
-        let guidance = Guidance::of(&locked.plan, now);
+        let guidance = Guidance::of(&locked.plan, now, &self.command_flags);
         let new = events(before, &locked.plan, end, guidance.overdue.as_deref(), now);
         self.deliver(locked, new, &guidance, now).await;
     }
@@ -178,7 +198,7 @@ impl Notifier {
         before: &Before,
         now: DateTime<Utc>,
     ) {
-        let guidance = Guidance::of(&locked.plan, now);
+        let guidance = Guidance::of(&locked.plan, now, &self.command_flags);
         let new = locked
             .plan
             .history

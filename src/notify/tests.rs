@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 
 use super::*;
-use crate::plan::model::HistoryEntry;
 use crate::plan::{PlanStore, Stamp};
 
 const RUNNER_TOPIC: &str = "sns:arn:aws:sns:us-east-1:123456789012:ops";
@@ -134,14 +133,12 @@ fn entering_blocked_or_done_is_an_event_and_staying_there_is_not() {
 
     let mut plan = locked_plan(tempfile::tempdir().unwrap().path(), &[]).plan;
     let before = Before::of(&plan);
-    plan.history.push(HistoryEntry {
-        at: t0(),
-        from: Phase::Delete,
-        to: Phase::Done,
-        action: "deleted old key AKIA…MPLE".into(),
-        actor: "ops".into(),
-        clock: None,
-    });
+    plan.phase = Phase::Delete;
+    plan.transition(
+        Phase::Done,
+        "deleted old key AKIA…MPLE".to_string(),
+        &stamp(t0()),
+    );
     let found = events(&before, &plan, RunEnd::Ran, None, t0());
     assert_eq!(
         found,

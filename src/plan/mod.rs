@@ -7,7 +7,7 @@ pub mod policy;
 pub mod store;
 
 pub use model::{
-    json_schema, mask_key, HistoryEntry, KeyStatus, NewKey, Observation, OldKey, Phase, Plan,
-    PlanKind, PlanVersion, Stamp,
+    json_schema, mask_key, Action, ActionKind, HistoryEntry, KeyStatus, NewKey, Observation,
+    OldKey, Phase, Plan, PlanKind, PlanVersion, Stamp,
 };
 pub use store::{LockedPlan, PlanStore};

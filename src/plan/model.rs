@@ -157,6 +157,9 @@ pub struct NewKey {
     pub id: String,
     /// When IAM created it.
     pub created_at: DateTime<Utc>,
+    /// When `rollback --abort --delete-new` deleted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// One last-used sample of both keys.
@@ -182,11 +185,105 @@ pub struct HistoryEntry {
     pub from: Phase,
     pub to: Phase,
     pub action: String,
+    /// What kind of action it was, for programs (absent in entries written
+    /// before kinds were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ActionKind>,
+    /// The access key the action was about, in full (an access key id is
+    /// not a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// The ARN of the caller that made the change.
     pub actor: String,
     /// Set when the change was made under `IAM_ROTATE_NOW`, with the real time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<String>,
+}
+
+/// The kind of a history entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// The plan was written (or replaced a finished one).
+    Planned,
+    /// CreateAccessKey, and the secret delivered.
+    CreatedKey,
+    /// A key found at the destination after an interrupted create, kept.
+    AdoptedDeliveredKey,
+    /// A key provably left by an interrupted create, deleted.
+    DeletedOrphan,
+    /// Delivery failed; the new key was deleted again (or will be).
+    DeliveryFailed,
+    /// A phase change that wrote nothing to AWS.
+    Advanced,
+    /// UpdateAccessKey(old key, Inactive).
+    DeactivatedOldKey,
+    /// DeleteAccessKey(old key).
+    DeletedOldKey,
+    /// The plan stopped for a person.
+    Blocked,
+    /// `run --retry-blocked` sent a blocked plan back.
+    Unblocked,
+    /// `rollback`: the old key Active again, back to wait_for_adoption.
+    Restarted,
+    /// `rollback --abort`: the rotation ended.
+    RolledBack,
+    /// `rollback --abort --delete-new` deleted the new key.
+    DeletedNewKey,
+    /// Anything else worth recording.
+    Note,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Planned => "planned",
+            ActionKind::CreatedKey => "created_key",
+            ActionKind::AdoptedDeliveredKey => "adopted_delivered_key",
+            ActionKind::DeletedOrphan => "deleted_orphan",
+            ActionKind::DeliveryFailed => "delivery_failed",
+            ActionKind::Advanced => "advanced",
+            ActionKind::DeactivatedOldKey => "deactivated_old_key",
+            ActionKind::DeletedOldKey => "deleted_old_key",
+            ActionKind::Blocked => "blocked",
+            ActionKind::Unblocked => "unblocked",
+            ActionKind::Restarted => "restarted",
+            ActionKind::RolledBack => "rolled_back",
+            ActionKind::DeletedNewKey => "deleted_new_key",
+            ActionKind::Note => "note",
+        }
+    }
+}
+
+/// What a history entry records: its words, its kind and its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    pub kind: ActionKind,
+    pub key_id: Option<String>,
+    pub text: String,
+}
+
+impl Action {
+    pub fn new(kind: ActionKind, key_id: Option<&str>, text: impl Into<String>) -> Action {
+        Action {
+            kind,
+            key_id: key_id.map(str::to_string),
+            text: text.into(),
+        }
+    }
+}
+
+/// Plain words are a [`ActionKind::Note`].
+impl From<String> for Action {
+    fn from(text: String) -> Action {
+        Action::new(ActionKind::Note, None, text)
+    }
+}
+
+impl From<&str> for Action {
+    fn from(text: &str) -> Action {
+        Action::new(ActionKind::Note, None, text)
+    }
 }
 
 /// Something about a plan a person should hear of.
@@ -325,6 +422,11 @@ pub struct Plan {
     /// no new key may have an orphan key in IAM.
     #[serde(default)]
     pub create_intent_at: Option<DateTime<Utc>>,
+    /// When `rollback` last sent the rotation back to `wait_for_adoption`
+    /// (the guide's step 5 → step 2): the adoption wait and the quiet period
+    /// count from it, since the old key was in use again until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<DateTime<Utc>>,
     /// With `phase: blocked`: the phase the plan stopped in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_in: Option<Phase>,
@@ -366,27 +468,26 @@ impl Stamp {
 
 impl Plan {
     /// Moves to `to`, recording what was done.
-    pub fn transition(&mut self, to: Phase, action: impl Into<String>, stamp: &Stamp) {
+    pub fn transition(&mut self, to: Phase, action: impl Into<Action>, stamp: &Stamp) {
         let from = self.phase;
-        self.history.push(HistoryEntry {
-            at: stamp.at,
-            from,
-            to,
-            action: action.into(),
-            actor: stamp.actor.clone(),
-            clock: stamp.clock.clone(),
-        });
+        self.push_history(from, to, action.into(), stamp);
         self.phase = to;
         self.phase_since = stamp.at;
     }
 
     /// Records an action that does not change the phase.
-    pub fn record(&mut self, action: impl Into<String>, stamp: &Stamp) {
+    pub fn record(&mut self, action: impl Into<Action>, stamp: &Stamp) {
+        self.push_history(self.phase, self.phase, action.into(), stamp);
+    }
+
+    fn push_history(&mut self, from: Phase, to: Phase, action: Action, stamp: &Stamp) {
         self.history.push(HistoryEntry {
             at: stamp.at,
-            from: self.phase,
-            to: self.phase,
-            action: action.into(),
+            from,
+            to,
+            action: action.text,
+            kind: Some(action.kind),
+            key_id: action.key_id,
             actor: stamp.actor.clone(),
             clock: stamp.clock.clone(),
         });
@@ -396,7 +497,11 @@ impl Plan {
     pub fn block(&mut self, reason: impl Into<String>, stamp: &Stamp) {
         let reason = reason.into();
         let from = self.phase;
-        self.transition(Phase::Blocked, format!("blocked: {reason}"), stamp);
+        self.transition(
+            Phase::Blocked,
+            Action::new(ActionKind::Blocked, None, format!("blocked: {reason}")),
+            stamp,
+        );
         self.blocked_in = Some(from);
         self.blocked_reason = Some(reason);
     }
@@ -407,7 +512,11 @@ impl Plan {
         self.blocked_reason = None;
         self.transition(
             back_to,
-            "operator asked to retry (--retry-blocked); guards re-checked",
+            Action::new(
+                ActionKind::Unblocked,
+                None,
+                "operator asked to retry (--retry-blocked); guards re-checked",
+            ),
             stamp,
         );
     }

@@ -29,7 +29,14 @@ pub struct Policy {
     /// refused on load.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_short_quiet_period: bool,
+    /// How long past its own wait a plan may stay in a waiting phase before
+    /// it is overdue and needs a person (`status --needs-attention`).
+    pub overdue_after: HumanDuration,
 }
+
+/// The default of [`Policy::overdue_after`], also for plans written before
+/// the field existed.
+pub const DEFAULT_OVERDUE_AFTER: HumanDuration = HumanDuration::from_days(7);
 
 // A plan's policy as written, so that a bad duration is reported with the
 // name of its field (the YAML parser names only the enclosing `policy`).
@@ -53,6 +60,11 @@ struct PolicyFields {
     /// (--allow-short-quiet-period).
     #[serde(default)]
     allow_short_quiet_period: bool,
+    /// How long past its own wait a plan may stay in a waiting phase before
+    /// it is overdue (default 7d).
+    #[serde(default)]
+    #[schemars(with = "Option<HumanDuration>")]
+    overdue_after: Option<String>,
 }
 
 impl TryFrom<PolicyFields> for Policy {
@@ -69,6 +81,10 @@ impl TryFrom<PolicyFields> for Policy {
             verify_period: duration("verify_period", &fields.verify_period)?,
             require_new_key_use: fields.require_new_key_use,
             allow_short_quiet_period: fields.allow_short_quiet_period,
+            overdue_after: match &fields.overdue_after {
+                Some(text) => duration("overdue_after", text)?,
+                None => DEFAULT_OVERDUE_AFTER,
+            },
         })
     }
 }
@@ -81,6 +97,7 @@ impl Default for Policy {
             verify_period: HumanDuration::from_days(7),
             require_new_key_use: true,
             allow_short_quiet_period: false,
+            overdue_after: DEFAULT_OVERDUE_AFTER,
         }
     }
 }
@@ -95,6 +112,7 @@ pub struct PolicyOverrides {
     pub verify_period: Option<HumanDuration>,
     pub require_new_key_use: Option<bool>,
     pub allow_short_quiet_period: Option<bool>,
+    pub overdue_after: Option<HumanDuration>,
 }
 
 impl PolicyOverrides {
@@ -108,6 +126,7 @@ impl PolicyOverrides {
             allow_short_quiet_period: other
                 .allow_short_quiet_period
                 .or(self.allow_short_quiet_period),
+            overdue_after: other.overdue_after.or(self.overdue_after),
         }
     }
 
@@ -122,6 +141,7 @@ impl PolicyOverrides {
             allow_short_quiet_period: self
                 .allow_short_quiet_period
                 .unwrap_or(base.allow_short_quiet_period),
+            overdue_after: self.overdue_after.unwrap_or(base.overdue_after),
         };
         if policy.quiet_period < MIN_QUIET_PERIOD && !policy.allow_short_quiet_period {
             return Err(format!(

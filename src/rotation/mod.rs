@@ -19,6 +19,7 @@ pub use crate::plan::policy;
 pub mod orphan;
 pub mod outlook;
 pub mod phases;
+pub mod preview;
 pub mod reconcile;
 pub mod retry;
 pub mod rollback;
@@ -34,11 +35,12 @@ pub use orphan::{
     describe_candidate, find_orphan, not_provably_ours, orphan_candidate, orphan_candidate_in,
     orphan_window, why_not_ours, Orphan, ORPHAN_SKEW,
 };
-pub use outlook::{outlook, Outlook};
+pub use outlook::{next_command, outlook, overdue, NextCommand, Outlook, Overdue};
 pub use phases::{
     decide_check_last_used, decide_create, decide_delete, decide_set_inactive, decide_verify,
     decide_wait_for_adoption,
 };
+pub use preview::{preview, WouldStep, PREVIEW_NEW_KEY};
 pub use reconcile::reconcile;
 pub use retry::{decide_retry, verification_restart, Retry};
 pub use rollback::{

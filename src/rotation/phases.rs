@@ -43,7 +43,7 @@ pub fn decide_wait_for_adoption(plan: &Plan, seen: &Observed) -> Decision {
     let new_use = new_use(seen);
     let old = mask_key(&plan.old_key.id);
     let new = mask_key(&new_key.id);
-    let due = new_key.created_at + policy.adoption_wait.to_chrono();
+    let due = adoption_start(plan, new_key) + policy.adoption_wait.to_chrono();
     let used = new_use.at.is_some();
     let used_ok = used || !policy.require_new_key_use;
     if used_ok && now >= due {
@@ -62,10 +62,21 @@ pub fn decide_wait_for_adoption(plan: &Plan, seen: &Observed) -> Decision {
         waits.push(format!("the new key {new} to be used (it never has been)"));
     }
     if now < due {
+        let since = match plan.restarted_at {
+            Some(at) if at > new_key.created_at => {
+                format!(
+                    "restarted by rollback {}",
+                    crate::duration::relative(at, now)
+                )
+            }
+            _ => format!(
+                "new key created {}",
+                crate::duration::relative(new_key.created_at, now)
+            ),
+        };
         waits.push(format!(
-            "the adoption wait of {} to pass (new key created {})",
+            "the adoption wait of {} to pass ({since})",
             policy.adoption_wait,
-            crate::duration::relative(new_key.created_at, now)
         ));
     }
     // Right after the create, the old key's use is not read: only time can
@@ -95,9 +106,16 @@ pub fn decide_check_last_used(plan: &Plan, seen: &Observed) -> Decision {
         Some(until) if now < until => Decision::Wait {
             until: Some(until),
             reason: format!(
-                "old key {old} last used {}; it must be unused for {} (quiet_period) before it \
+                "old key {old} last used {}{}; it must be unused for {} (quiet_period) before it \
                  is set inactive",
                 old_use.describe(now),
+                plan.restarted_at
+                    .filter(|at| old_use.at.is_none_or(|used| used < *at))
+                    .map(|at| format!(
+                        " and made active again by rollback {}",
+                        crate::duration::relative(at, now)
+                    ))
+                    .unwrap_or_default(),
                 policy.quiet_period
             ),
             next: format!(
@@ -209,11 +227,23 @@ pub fn decide_delete(plan: &Plan, _seen: &Observed) -> Decision {
     })
 }
 
-/// Until when the old key must stay unused; `None` when it never was used.
-fn quiet_until(plan: &Plan, old_use: &LastUse) -> Option<DateTime<Utc>> {
+/// Until when the old key must stay unused: `quiet_period` after its last
+/// use, or after a rollback made it Active again (its use since then may
+/// not be recorded yet); `None` when it never was used and never restarted.
+pub fn quiet_until(plan: &Plan, old_use: &LastUse) -> Option<DateTime<Utc>> {
     old_use
         .at
+        .into_iter()
+        .chain(plan.restarted_at)
+        .max()
         .map(|at| at + plan.policy.quiet_period.to_chrono())
+}
+
+/// When the adoption wait starts: at the new key's creation, or at the last
+/// rollback that sent the rotation back to `wait_for_adoption`.
+pub fn adoption_start(plan: &Plan, new_key: &crate::plan::NewKey) -> DateTime<Utc> {
+    plan.restarted_at
+        .map_or(new_key.created_at, |at| at.max(new_key.created_at))
 }
 
 pub(super) fn missing_new_key(plan: &Plan) -> Decision {

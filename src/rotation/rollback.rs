@@ -1,7 +1,10 @@
 //! What `rollback` may do, decided from the plan, the live keys and the
-//! caller: the guide's step 5 → step 2 (the old key Active again), and with
-//! `--delete-new` the new key retired too. Every refusal is a [`Refusal`];
-//! everything to carry out is a list of [`RollbackStep`]s, in order.
+//! caller. Plain `rollback` is the guide's step 5 → step 2: the old key
+//! Active again, the new key kept, the plan back in `wait_for_adoption`
+//! with its clocks restarted. `--abort` ends the rotation (`rolled_back`),
+//! and with `--delete-new` retires the new key too. Every refusal is a
+//! [`Refusal`]; everything to carry out is a list of [`RollbackStep`]s, in
+//! order.
 
 use std::fmt;
 
@@ -15,7 +18,10 @@ use super::orphan::{describe_candidate, find_orphan, orphan_candidate_in, stamp,
 /// What the operator asked for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RollbackOptions {
-    /// `--delete-new`: retire the new key as well.
+    /// `--abort`: end the rotation (`rolled_back`) instead of going back to
+    /// `wait_for_adoption`.
+    pub abort: bool,
+    /// `--delete-new` (with `--abort`): retire the new key as well.
     pub delete_new: bool,
 }
 
@@ -57,6 +63,13 @@ pub enum RollbackEnd {
     /// Move to `rolled_back` recording `action`: the old key is Active, the
     /// create intent and any block are cleared.
     RolledBack { action: String },
+    /// Back to `wait_for_adoption` recording `action` (the guide's step 5 →
+    /// step 2): the old key is Active, the new key kept, any block cleared,
+    /// and the adoption, quiet and verify clocks start again now.
+    Restart { action: String },
+    /// The old key was never made inactive in this rotation: nothing to
+    /// undo, nothing changed; `why` says so.
+    NothingToUndo { why: String },
     /// The plan was already rolled back: record `action`, phase unchanged.
     Record { action: String },
     /// The plan was already rolled back and nothing was done.
@@ -89,6 +102,9 @@ pub enum Refusal {
     /// `--delete-new` on a rolled-back plan whose old key is not Active:
     /// the user would be left without a working key.
     OldKeyNotActive { user: String, old_key: String },
+    /// Back to step 2 asked of a blocked plan that records no new key:
+    /// there is no rotation to resume.
+    NoNewKeyToResume { user: String },
 }
 
 impl fmt::Display for Refusal {
@@ -143,11 +159,22 @@ impl fmt::Display for Refusal {
                  Active`), then run this again.",
                 mask_key(old_key)
             ),
+            Refusal::NoNewKeyToResume { user } => f.write_str(&Refusal::no_new_key_text(user)),
         }
     }
 }
 
 impl std::error::Error for Refusal {}
+
+impl Refusal {
+    fn no_new_key_text(user: &str) -> String {
+        format!(
+            "cannot send {user}'s rotation back to wait for adoption: the plan records no new \
+             key. Fix what blocked it and run `iam-rotate run --retry-blocked {user}`, or end \
+             the rotation with `iam-rotate rollback --abort {user}`."
+        )
+    }
+}
 
 /// The refusals that need no IAM call, checked before the user's keys are
 /// listed: after `delete`, with another account's credentials, and
@@ -226,6 +253,9 @@ pub fn decide_rollback(
     };
     let old_live = keys.iter().find(|k| k.id == plan.old_key.id);
     let rolled_back = plan.phase == Phase::RolledBack;
+    if !options.abort && !rolled_back {
+        return back_to_adoption(plan, old_live);
+    }
     let mut steps = Vec::new();
     if !rolled_back {
         let Some(old_live) = old_live else {
@@ -270,6 +300,67 @@ pub fn decide_rollback(
     };
     steps.push(RollbackStep::Finish(end));
     Ok(steps)
+}
+
+/// Plain `rollback`, the guide's step 5 → step 2: the old key Active again
+/// (when it is not), the new key kept, and the plan back in
+/// `wait_for_adoption`, from any phase the old key may have been set
+/// inactive in. Before that, nothing was undone: the old key is Active.
+fn back_to_adoption(plan: &Plan, old_live: Option<&LiveKey>) -> Result<Vec<RollbackStep>, Refusal> {
+    let user = &plan.user;
+    let Some(old_live) = old_live else {
+        return Err(Refusal::OldKeyGone {
+            user: user.clone(),
+            old_key: plan.old_key.id.clone(),
+        });
+    };
+    let old = mask_key(&plan.old_key.id);
+    let reactivate = old_live.status == KeyStatus::Inactive;
+    let first = if reactivate {
+        RollbackStep::Reactivate {
+            key_id: plan.old_key.id.clone(),
+        }
+    } else {
+        RollbackStep::Note {
+            text: format!("old key {old} was still active"),
+        }
+    };
+    let may_have_been_inactive = matches!(
+        plan.phase,
+        Phase::SetInactive | Phase::Verify | Phase::Delete | Phase::Blocked
+    );
+    if !may_have_been_inactive && !reactivate {
+        let why = match plan.phase {
+            Phase::CreateSecondKey => format!(
+                "the rotation of {user} has not created its new key yet and the old key {old} \
+                 is still active: there is nothing to roll back. `iam-rotate rollback --abort \
+                 {user}` ends the rotation"
+            ),
+            _ => format!(
+                "the old key {old} is still active ({user}'s rotation is in {}): there is \
+                 nothing to roll back. Applications that use it keep working; switch them to \
+                 the new key and let `iam-rotate run {user}` carry on, or end the rotation with \
+                 `iam-rotate rollback --abort {user}`",
+                plan.phase
+            ),
+        };
+        return Ok(vec![RollbackStep::Finish(RollbackEnd::NothingToUndo {
+            why,
+        })]);
+    }
+    if plan.new_key.is_none() {
+        return Err(Refusal::NoNewKeyToResume { user: user.clone() });
+    }
+    let done = first.action().unwrap_or_default();
+    Ok(vec![
+        first,
+        RollbackStep::Finish(RollbackEnd::Restart {
+            action: format!(
+                "rollback (step 5 → 2): {done}; new key kept; back to wait_for_adoption, clocks \
+                 restarted"
+            ),
+        }),
+    ])
 }
 
 /// `--delete-new`: the recorded new key when IAM still lists it; with none

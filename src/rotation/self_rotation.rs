@@ -23,6 +23,7 @@ pub fn self_policy() -> Policy {
         verify_period: HumanDuration::from_days(1),
         require_new_key_use: true,
         allow_short_quiet_period: true,
+        overdue_after: crate::plan::policy::DEFAULT_OVERDUE_AFTER,
     }
 }
 

@@ -115,10 +115,12 @@ fn plan_in(phase: Phase) -> Plan {
         new_key: created.then(|| NewKey {
             id: NEW.into(),
             created_at: at(0),
+            deleted_at: None,
         }),
         phase,
         phase_since: at(phase_since),
         create_intent_at: None,
+        restarted_at: None,
         blocked_in: None,
         blocked_reason: None,
         last_error: None,
@@ -770,6 +772,7 @@ struct RollbackRow {
     keys: Option<Vec<K>>,
     user_gone: bool,
     signer: Signer,
+    abort: bool,
     delete_new: bool,
     orphan_use: Use,
 }
@@ -782,8 +785,17 @@ fn rb(name: &'static str, phase: Phase) -> RollbackRow {
         keys: None,
         user_gone: false,
         signer: Signer::Ops,
+        abort: true,
         delete_new: false,
         orphan_use: Use::NotRead,
+    }
+}
+
+/// Plain `rollback`: back to step 2.
+fn back(name: &'static str, phase: Phase) -> RollbackRow {
+    RollbackRow {
+        abort: false,
+        ..rb(name, phase)
     }
 }
 
@@ -832,6 +844,7 @@ impl RollbackRow {
             },
         };
         let options = RollbackOptions {
+            abort: self.abort,
             delete_new: self.delete_new,
         };
         let orphan_use = self.orphan_use.read();
@@ -879,6 +892,8 @@ fn deleted_at_done(p: &mut Plan) {
         from: Phase::Delete,
         to: Phase::Done,
         action: "deleted old key".into(),
+        kind: None,
+        key_id: None,
         actor: OPS_ARN.into(),
         clock: None,
     });
@@ -1125,6 +1140,98 @@ fn kept_rows() -> Vec<(RollbackRow, &'static str)> {
     ]
 }
 
+fn restarted(done: &str) -> RollbackStep {
+    RollbackStep::Finish(RollbackEnd::Restart {
+        action: format!(
+            "rollback (step 5 → 2): {done}; new key kept; back to wait_for_adoption, clocks \
+             restarted"
+        ),
+    })
+}
+
+/// Plain `rollback` (the guide's step 5 → step 2): which phases go back to
+/// `wait_for_adoption`, and which have nothing to undo.
+fn back_rows() -> Vec<(RollbackRow, Result<Vec<RollbackStep>, &'static str>)> {
+    use Phase::*;
+    let old_active = K(OLD, ACTIVE, OLD_CREATED);
+    let reactivated = "reactivated old key AKIA…0001";
+    let still = "old key AKIA…0001 was still active";
+    vec![
+        (
+            back("verify: reactivate, keep the new key", Verify),
+            Ok(vec![reactivate(OLD), restarted(reactivated)]),
+        ),
+        (
+            back("delete not yet done: reactivate", Delete),
+            Ok(vec![reactivate(OLD), restarted(reactivated)]),
+        ),
+        (
+            back("set_inactive: the old key was not deactivated yet", SetInactive),
+            Ok(vec![note(still), restarted(still)]),
+        ),
+        (
+            back("blocked in verify: reactivate", Blocked).plan(|p| {
+                p.blocked_in = Some(Phase::Verify);
+                p.old_key.status = KeyStatus::Inactive;
+            }),
+            Ok(vec![reactivate(OLD), restarted(reactivated)]),
+        ),
+        (
+            back("wait_for_adoption: nothing to undo", WaitForAdoption),
+            Err("the old key AKIA…0001 is still active (alice's rotation is in wait_for_adoption)"),
+        ),
+        (
+            back("check_last_used: nothing to undo", CheckLastUsed),
+            Err("the old key AKIA…0001 is still active (alice's rotation is in check_last_used)"),
+        ),
+        (
+            back("create_second_key: nothing to undo", CreateSecondKey),
+            Err("the rotation of alice has not created its new key yet"),
+        ),
+        (
+            back("wait_for_adoption, old key deactivated by hand", WaitForAdoption)
+                .keys(&[K(OLD, INACTIVE, OLD_CREATED), K(NEW, ACTIVE, 0)]),
+            Ok(vec![reactivate(OLD), restarted(reactivated)]),
+        ),
+        (
+            back("blocked before any new key", Blocked).plan(|p| {
+                p.blocked_in = Some(Phase::CreateSecondKey);
+                p.new_key = None;
+            }),
+            Err("cannot send alice's rotation back to wait for adoption: the plan records no new key"),
+        ),
+        (
+            back("old key gone", Verify).keys(&[K(NEW, ACTIVE, 0)]),
+            Err("cannot roll back alice: the old key AKIA…0001 no longer exists"),
+        ),
+        (
+            back("rolled back: unchanged", RolledBack).keys(&[old_active]),
+            Ok(vec![RollbackStep::Finish(RollbackEnd::Unchanged)]),
+        ),
+    ]
+}
+
+#[test]
+fn rollback_without_abort_goes_back_to_step_2() {
+    for (row, expected) in back_rows() {
+        let got = row.run();
+        match (got, expected) {
+            (Ok(steps), Ok(expected)) => assert_eq!(steps, expected, "{}", row.name),
+            (Ok(steps), Err(words)) => match steps.as_slice() {
+                [RollbackStep::Finish(RollbackEnd::NothingToUndo { why })] => {
+                    assert!(why.starts_with(words), "{}: {why}", row.name)
+                }
+                _ => panic!("{}: got {steps:?}", row.name),
+            },
+            (Err(refusal), Err(words)) => {
+                let text = refusal.to_string();
+                assert!(text.starts_with(words), "{}: {text}", row.name);
+            }
+            (Err(refusal), Ok(_)) => panic!("{}: refused: {refusal}", row.name),
+        }
+    }
+}
+
 #[test]
 fn decide_rollback_steps() {
     for (row, expected) in step_rows() {
@@ -1159,8 +1266,14 @@ fn rollback_reads_the_last_use_only_of_a_candidate_it_may_delete() {
     let mut plan = plan_in(Phase::CreateSecondKey);
     orphaned(&mut plan);
     let keys = live(&[K(OLD, ACTIVE, OLD_CREATED), K(CANDIDATE, ACTIVE, 10)]);
-    let delete_new = RollbackOptions { delete_new: true };
-    let keep_new = RollbackOptions { delete_new: false };
+    let delete_new = RollbackOptions {
+        abort: true,
+        delete_new: true,
+    };
+    let keep_new = RollbackOptions {
+        abort: true,
+        delete_new: false,
+    };
     let found = rollback_orphan_candidate(&plan, &keys, delete_new).map(|k| k.id.as_str());
     assert_eq!(found, Some(CANDIDATE));
     assert_eq!(rollback_orphan_candidate(&plan, &keys, keep_new), None);

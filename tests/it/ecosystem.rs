@@ -291,7 +291,8 @@ fn every_plan_written_through_a_rotation_validates_against_the_schema() {
     assert!(env.plan_yaml("pat")["credentials_file"].is_string());
     env.run(&["run", "pat"]).expect(0);
     written.check("pat");
-    env.run(&["rollback", "pat", "--delete-new"]).expect(0);
+    env.run(&["rollback", "pat", "--abort", "--delete-new"])
+        .expect(0);
     written.check("pat");
     assert_eq!(env.plan_yaml("pat")["phase"], "rolled_back");
 
@@ -635,7 +636,13 @@ fn the_operator_policy_is_enough_for_plan_run_rollback_report_and_status() {
     // rollback, with the new key deleted.
     run_as(&env, &operator, None, &["run", "web"]).expect(0);
     assert_eq!(env.keys("web").len(), 2);
-    run_as(&env, &operator, None, &["rollback", "web", "--delete-new"]).expect(0);
+    run_as(
+        &env,
+        &operator,
+        None,
+        &["rollback", "web", "--abort", "--delete-new"],
+    )
+    .expect(0);
     assert_eq!(env.keys("web"), vec![(web.id.clone(), "Active".into())]);
 
     // report, status, show.

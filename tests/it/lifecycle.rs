@@ -187,7 +187,7 @@ fn rollback_from_each_phase_before_delete_reactivates_the_old_key() {
         ("cat", &old_c, "verify"),
     ] {
         assert_eq!(env.plan_yaml(user)["phase"], phase);
-        let run = env.run(&["rollback", user]);
+        let run = env.run(&["rollback", "--abort", user]);
         run.expect(0);
         assert_eq!(
             env.plan_yaml(user)["phase"],
@@ -207,7 +207,8 @@ fn rollback_from_each_phase_before_delete_reactivates_the_old_key() {
         assert_eq!(env.keys(user).len(), 2);
     }
     // --delete-new removes the new key too.
-    env.run(&["rollback", "cat", "--delete-new"]).expect(0);
+    env.run(&["rollback", "cat", "--abort", "--delete-new"])
+        .expect(0);
     assert_eq!(env.keys("cat"), vec![(old_c.id.clone(), "Active".into())]);
     let history = env.plan_text("cat");
     assert!(history.contains("rolled_back"));
@@ -539,9 +540,9 @@ fn the_command_line_contract_holds() {
             "run",
             &["--all", "--concurrency", "--dry-run", "--retry-blocked"],
         ),
-        ("status", &["[USER]..."]),
+        ("status", &["[USER]...", "--needs-attention"]),
         ("show", &["<USER>"]),
-        ("rollback", &["--delete-new"]),
+        ("rollback", &["--abort", "--delete-new"]),
         ("report", &["--older-than"]),
         ("demo", &[]),
         ("self-rotate", &["--delete-now"]),

@@ -210,7 +210,7 @@ fn a_used_key_inside_the_window_blocks_and_stays() {
     );
 
     // rollback --delete-new applies the same rule: the key stays.
-    let run = env.run(&["rollback", "opal", "--delete-new"]);
+    let run = env.run(&["rollback", "opal", "--abort", "--delete-new"]);
     run.expect(0);
     assert!(run.text().contains("kept key"), "{}", run.text());
     assert_eq!(env.plan_yaml("opal")["phase"], "rolled_back");
