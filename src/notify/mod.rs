@@ -251,7 +251,11 @@ impl Notifier {
                 });
             }
         }
-        let location = locked.path.display().to_string();
+        // Read far from where the run happened: the absolute path.
+        let location = std::path::absolute(&locked.path)
+            .unwrap_or_else(|_| locked.path.clone())
+            .display()
+            .to_string();
         let mut still_pending = Vec::new();
         for mut pending in queue {
             let notice = Notice::of(&pending, &locked.plan, &location);

@@ -331,3 +331,46 @@ async fn a_plan_keeps_at_most_the_newest_pending_notices() {
     assert_eq!(pending.len(), MAX_PENDING);
     assert_eq!(pending[0].reason, "error 3");
 }
+
+#[test]
+fn guidance_is_the_core_s_next_command_and_overdue_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = locked_plan(dir.path(), &[]).plan;
+    let flags = ["--plans-dir".to_string(), "/srv/key plans".to_string()];
+    // The new key was created on 2026-11-20 and nothing has used it:
+    // overdue after adoption_wait (7d) + overdue_after (7d).
+    let early = Guidance::of(&plan, "2026-12-03T09:00:00Z".parse().unwrap(), &flags);
+    assert_eq!(
+        early.next_command.as_deref(),
+        Some("iam-rotate --plans-dir '/srv/key plans' run alice")
+    );
+    assert_eq!(early.overdue, None);
+    let late = Guidance::of(&plan, "2026-12-05T09:00:00Z".parse().unwrap(), &flags);
+    assert!(
+        late.overdue
+            .as_deref()
+            .is_some_and(|why| why.contains("has not been used")),
+        "{late:?}"
+    );
+    plan.block("drift", &stamp(t0()));
+    let blocked = Guidance::of(&plan, t0(), &[]);
+    assert_eq!(
+        blocked.next_command.as_deref(),
+        Some("iam-rotate run --retry-blocked alice")
+    );
+}
+
+#[test]
+fn a_plan_with_a_malformed_target_is_refused_on_load_without_its_url() {
+    let path = Path::new("/plans/123456789012/alice.yaml");
+    let text =
+        format!("{PLAN}notify:\n- {OWNERS_HOOK}\n- webhook:http://hooks.example.com/t0ken\n");
+    let error = crate::plan::store::parse(&text, path)
+        .expect_err("plain http to another host")
+        .to_string();
+    assert!(error.contains("`notify:` entry 2"), "{error}");
+    assert!(!error.contains("t0ken"), "{error}");
+    let fine = format!("{PLAN}notify:\n- {OWNERS_HOOK}\n- {RUNNER_TOPIC}\n");
+    let plan = crate::plan::store::parse(&fine, path).unwrap();
+    assert_eq!(plan.notify, [OWNERS_HOOK, RUNNER_TOPIC]);
+}

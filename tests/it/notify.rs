@@ -523,3 +523,36 @@ fn overdue_is_announced_at_most_once_a_day() {
     keep_for_scan(&env, &bodies);
     env.assert_no_secret_leaked(&[&env.default_csv("alice")]);
 }
+
+#[test]
+fn a_failure_is_told_once_while_the_error_stays_the_same() {
+    let env = moto_env!();
+    let hook = Hook::start();
+    env.user("alice", 1);
+    let csv = env.dir.path().join("handover/alice.csv");
+    let deliver = format!("file:{}", csv.display());
+    env.run(&["plan", "alice", "--deliver", &deliver]).expect(0);
+    // Something that is not a key CSV now sits where the secret would go:
+    // delivery is refused before a key is created, run after run.
+    std::fs::create_dir_all(csv.parent().unwrap()).unwrap();
+    std::fs::write(&csv, "id_rsa\n").unwrap();
+    let run = |code: i32| {
+        env.run(&["--notify", &hook.spec(), "run", "alice"])
+            .expect(code);
+        hook.events()
+    };
+    assert_eq!(run(1), ["failed"]);
+    let failed = &hook.posts()[0].body;
+    assert_notice(failed, "failed", "create_second_key", &env);
+    assert_eq!(
+        failed["reason"].as_str(),
+        env.plan_yaml("alice")["last_error"].as_str()
+    );
+    assert_eq!(run(1), ["failed"], "the same error again is not news");
+    assert_eq!(env.keys("alice").len(), 1);
+
+    // Fixed: the run goes on, and nothing is told (no event).
+    std::fs::remove_file(&csv).unwrap();
+    assert_eq!(run(0), ["failed"]);
+    assert_eq!(env.plan_yaml("alice")["phase"], "wait_for_adoption");
+}
