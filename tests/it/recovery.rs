@@ -460,3 +460,141 @@ fn a_dry_run_shows_the_whole_chain_and_writes_nothing() {
     env.run(&["run", "dora"]).expect(0);
     assert_eq!(env.plan_yaml("dora")["phase"], "done");
 }
+
+/// The fields README's table of JSON shapes promises, command by command.
+#[test]
+fn every_command_s_json_has_the_documented_fields() {
+    let env = moto_env!();
+    env.user("jo", 1);
+    env.user("kim", 1);
+    let has = |value: &serde_json::Value, fields: &[&str], what: &str| {
+        for field in fields {
+            assert!(
+                value.get(field).is_some(),
+                "{what} lacks {field}: {value:#}"
+            );
+        }
+    };
+    let plan = env.run(&["--output", "json", "plan", "jo", "kim"]);
+    plan.expect(0);
+    assert_eq!(plan.json().as_array().unwrap().len(), 2);
+
+    let run = env.run(&["--output", "json", "run", "jo"]);
+    run.expect(0);
+    let document = run.json();
+    has(&document, &["results", "summary"], "run");
+    has(
+        &document["summary"],
+        &["total", "counts", "overdue", "users"],
+        "run summary",
+    );
+    let result = &document["results"][0];
+    has(
+        result,
+        &[
+            "user",
+            "account",
+            "phase",
+            "state",
+            "actions",
+            "waiting_until",
+            "reason",
+            "meanwhile",
+            "overdue",
+            "overdue_reason",
+            "next_command",
+            "path",
+        ],
+        "run result",
+    );
+    has(
+        &result["actions"][0],
+        &["kind", "key_id", "at", "text"],
+        "run action",
+    );
+    let new_key = env.plan_yaml("jo")["new_key"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        result["actions"][0]["key_id"],
+        new_key.as_str(),
+        "full key ids"
+    );
+
+    let all = env.run(&["--output", "json", "run", "--all"]);
+    all.expect(0);
+    assert_eq!(all.json()["summary"]["total"], 2);
+
+    let status = env.run(&["--output", "json", "status"]);
+    status.expect(0);
+    for row in status.json().as_array().unwrap() {
+        has(
+            row,
+            &[
+                "user",
+                "account",
+                "phase",
+                "phase_since",
+                "next_step",
+                "due_at",
+                "next_command",
+                "overdue",
+                "blocked_in",
+                "blocked_reason",
+                "last_error",
+                "old_key",
+                "new_key",
+                "path",
+            ],
+            "status row",
+        );
+    }
+    let show = env.run(&["--output", "json", "show", "jo"]);
+    show.expect(0);
+    has(
+        &show.json(),
+        &["plan", "next_step", "due_at", "next_command", "overdue"],
+        "show",
+    );
+
+    let rollback = env.run(&["--output", "json", "rollback", "--abort", "kim"]);
+    rollback.expect(0);
+    has(
+        &rollback.json(),
+        &[
+            "user",
+            "account",
+            "phase",
+            "actions",
+            "path",
+            "next_command",
+        ],
+        "rollback",
+    );
+    assert_eq!(rollback.json()["phase"], "rolled_back");
+    assert_eq!(rollback.json()["actions"][0]["kind"], "rolled_back");
+    env.assert_no_secret_leaked(&[&env.default_csv("jo"), &env.default_csv("kim")]);
+}
+
+#[test]
+fn quiet_runs_print_only_changes_blocks_and_errors() {
+    let env = moto_env!();
+    env.user("lu", 1);
+    env.run(&["plan", "lu"]).expect(0);
+    let created = env.run(&["-q", "run", "lu"]);
+    created.expect(0);
+    assert!(
+        created.stdout.contains("created new key"),
+        "{}",
+        created.text()
+    );
+    // Nothing changed: nothing to say, for cron mail.
+    let waiting = env.run(&["-q", "run", "lu"]);
+    waiting.expect(0);
+    assert_eq!(waiting.stdout, "", "{}", waiting.text());
+    assert_eq!(waiting.stderr, "", "{}", waiting.text());
+    let batch = env.run(&["-q", "run", "--all"]);
+    batch.expect(0);
+    assert_eq!(batch.stdout, "", "{}", batch.text());
+}
