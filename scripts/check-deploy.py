@@ -43,7 +43,8 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 DEPLOY_DOC = ROOT / "docs/deploy.md"
 POLICIES = ROOT / "docs/policies"
 
-# Global flags of DESIGN §5/§8 that the binary does not parse yet, each with
+# Global flags the recipes are written for that the binary does not parse
+# yet (docs/deploy.md, "Which release the recipes need"), each with
 # a sample value. Each is checked to be still unknown to the binary: when
 # one lands, that check fails until the flag is taken out of here and out
 # of the table in docs/deploy.md, and from then on the recipes' use of it is
@@ -175,6 +176,7 @@ def cfn_lint_accepts_both_templates(ctx):
     assert done.returncode == 0, f"cfn-lint:\n{done.stdout}{done.stderr}"
     # Control: the same linter on a template with a misspelt property fails.
     broken = MAIN_TEMPLATE.read_text().replace("ReadonlyRootFilesystem:", "ReadOnlyRootFileSystem:", 1)
+    assert broken != MAIN_TEMPLATE.read_text(), "the control's misspelling found nothing to change"
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
         bad.write(broken)
         bad.flush()
@@ -188,6 +190,7 @@ def workflow_matches_githubs_schema(ctx):
     done = run_tool([tool, "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)])
     assert done.returncode == 0, f"check-jsonschema:\n{done.stdout}{done.stderr}"
     broken = WORKFLOW.read_text().replace("cancel-in-progress: false", "cancel-in-progres: false")
+    assert broken != WORKFLOW.read_text(), "the control's misspelling found nothing to change"
     with tempfile.NamedTemporaryFile("w", suffix=".yml") as bad:
         bad.write(broken)
         bad.flush()
@@ -592,7 +595,10 @@ def main_template_deploys_to_moto(ctx):
     # `template_wiring`.
     assert group["VpcId"] == vpc
     logs = client(ctx, "logs")
-    [log_group] = logs.describe_log_groups(logGroupNamePrefix="/ecs/iam-rotate")["logGroups"]
+    name = stack["resources"]["LogGroup"]["PhysicalResourceId"]
+    [log_group] = logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+    options = containers["run"]["logConfiguration"]["options"]
+    assert options["awslogs-group"] == name, options
     assert log_group["retentionInDays"] == 400
 
 
@@ -843,6 +849,9 @@ def dockerfile_is_multistage_nonroot_and_runs_iam_rotate(ctx):
     uid = users[-1].split(":")[0]
     task = load_template(MAIN_TEMPLATE)["Resources"]["TaskDefinition"]["Properties"]
     assert {c["User"].split(":")[0] for c in task["ContainerDefinitions"]} == {uid}
+    [cron] = [d for d in yaml.safe_load_all(CRONJOB.read_text()) if d and d["kind"] == "CronJob"]
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert str(pod["securityContext"]["runAsUser"]) == uid
     # The build context holds nothing but what the build copies.
     patterns = [
         p for p in DOCKERIGNORE.read_text().splitlines() if p.strip() and not p.startswith("#")
