@@ -833,6 +833,24 @@ def dockerfile_is_multistage_nonroot_and_runs_iam_rotate(ctx):
             copied += [s.rstrip("/") for s in sources]
     for source in copied:
         assert (ROOT / source).exists(), f"COPY {source}: no such file"
+    # The build stage's context alone (what it copies) is a package whose
+    # dependencies resolve from Cargo.lock as it is (`--locked`).
+    with tempfile.TemporaryDirectory() as context:
+        for source in copied:
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, Path(context) / source)
+            else:
+                shutil.copy2(ROOT / source, Path(context) / source)
+        done = subprocess.run(
+            ["cargo", "metadata", "--locked", "--offline", "--format-version", "1"],
+            capture_output=True,
+            text=True,
+            cwd=context,
+        )
+        assert done.returncode == 0, f"the image's build context is not a package:\n{done.stderr}"
+        packages = json.loads(done.stdout)["packages"]
+        [package] = [p for p in packages if p["name"] == "iam-rotate"]
+        assert any(t["name"] == "iam-rotate" and "bin" in t["kind"] for t in package["targets"])
     for path in (ROOT / "src").rglob("*.rs"):
         text = path.read_text()
         for m in re.finditer(r'include_(?:str|bytes)!\(\s*"([^"]+)"', text):
