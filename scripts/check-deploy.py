@@ -603,6 +603,20 @@ def main_template_deploys_to_moto(ctx):
 
 
 @check
+def runner_trusts_only_ecs_tasks_by_default(ctx):
+    ec2 = client(ctx, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.41.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.41.1.0/24")["Subnet"]["SubnetId"]
+    image = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/iam-rotate:0.1.0"
+    parameters = {"Image": image, "VpcId": vpc, "SubnetIds": subnet, "RunnerRoleName": "runner-plain"}
+    create_stack(ctx, "iam-rotate-plain", MAIN_TEMPLATE, parameters)
+    trust = client(ctx, "iam").get_role(RoleName="runner-plain")["Role"]["AssumeRolePolicyDocument"]
+    # moto leaves a `None` where AWS::NoValue removes a list element.
+    statements = [s for s in trust["Statement"] if s is not None]
+    assert [s["Sid"] for s in statements] == ["EcsTasksOfThisAccount"], statements
+
+
+@check
 def member_template_deploys_to_moto(ctx):
     stack = create_stack(
         ctx,
