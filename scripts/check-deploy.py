@@ -133,18 +133,6 @@ def defaults(template: dict) -> dict:
     }
 
 
-def walk(value):
-    """Every scalar in a nested structure."""
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from walk(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from walk(v)
-    else:
-        yield value
-
-
 # --------------------------------------------------------------------------
 # The checks. Each raises AssertionError with what is wrong.
 
@@ -175,7 +163,9 @@ def cfn_lint_accepts_both_templates(ctx):
     done = run_tool([venv_tool("cfn-lint"), str(MAIN_TEMPLATE), str(MEMBER_TEMPLATE)])
     assert done.returncode == 0, f"cfn-lint:\n{done.stdout}{done.stderr}"
     # Control: the same linter on a template with a misspelt property fails.
-    broken = MAIN_TEMPLATE.read_text().replace("ReadonlyRootFilesystem:", "ReadOnlyRootFileSystem:", 1)
+    broken = MAIN_TEMPLATE.read_text().replace(
+        "ReadonlyRootFilesystem:", "ReadOnlyRootFileSystem:", 1
+    )
     assert broken != MAIN_TEMPLATE.read_text(), "the control's misspelling found nothing to change"
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as bad:
         bad.write(broken)
@@ -205,16 +195,18 @@ def workflow_has_schedule_dispatch_concurrency_and_oidc(ctx):
     assert on["schedule"][0]["cron"], "a cron schedule"
     assert "workflow_dispatch" in on
     assert workflow["concurrency"]["group"], "a concurrency group"
-    assert workflow["concurrency"]["cancel-in-progress"] is False, "a run in progress is never cancelled"
+    assert (
+        workflow["concurrency"]["cancel-in-progress"] is False
+    ), "a run in progress is never cancelled"
     assert workflow["permissions"] == {}, "no permissions at the top; the job asks for its own"
     [job] = workflow["jobs"].values()
     assert job["permissions"] == {"id-token": "write", "contents": "read"}, job["permissions"]
     steps = job["steps"]
     uses = [s["uses"] for s in steps if "uses" in s]
     assert len(uses) == 1 and uses[0].startswith("aws-actions/configure-aws-credentials@"), uses
-    assert re.fullmatch(r"aws-actions/configure-aws-credentials@[0-9a-f]{40}", uses[0]), (
-        "the action is pinned by commit"
-    )
+    assert re.fullmatch(
+        r"aws-actions/configure-aws-credentials@[0-9a-f]{40}", uses[0]
+    ), "the action is pinned by commit"
     creds = next(s for s in steps if "uses" in s)["with"]
     assert "role-to-assume" in creds and "aws-access-key-id" not in creds, "OIDC, no stored keys"
     scripts = "\n".join(s.get("run", "") for s in steps)
@@ -276,9 +268,13 @@ def no_recipe_holds_a_credential(ctx):
         text = path.read_text()
         assert not re.search(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", text), f"{path}: an access key id"
         for word in re.findall(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])", text):
-            shaped = re.search("[A-Z]", word) and re.search("[a-z]", word) and re.search("[0-9]", word)
+            shaped = (
+                re.search("[A-Z]", word) and re.search("[a-z]", word) and re.search("[0-9]", word)
+            )
             assert not shaped, f"{path}: {word[:4]}... is shaped like a secret access key"
-        assert not re.search(r"AWS_SECRET_ACCESS_KEY\s*[:=]\s*\S", text), f"{path}: a secret's value"
+        assert not re.search(
+            r"AWS_SECRET_ACCESS_KEY\s*[:=]\s*\S", text
+        ), f"{path}: a secret's value"
 
 
 # ---------------------------------------------------------------- policies
@@ -307,7 +303,9 @@ def policies_are_well_formed_and_scoped(ctx):
             assert s["Effect"] == "Allow", f"{name}: only grants"
             assert set(s) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, s["Sid"]
             for action in as_list(s["Action"]):
-                assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z]+", action), f"{name}: {action} is a wildcard"
+                assert re.fullmatch(
+                    r"[a-z0-9-]+:[A-Za-z]+", action
+                ), f"{name}: {action} is a wildcard"
                 for resource in as_list(s["Resource"]):
                     if resource == "*":
                         assert action in UNSCOPABLE_ACTIONS, f"{name}: {action} on *"
@@ -369,7 +367,9 @@ def template_wiring(ctx):
     task = r["TaskDefinition"]["Properties"]
     family = task["Family"]
     assert task["RequiresCompatibilities"] == ["FARGATE"] and task["NetworkMode"] == "awsvpc"
-    assert task["TaskRoleArn"] == {"Fn::GetAtt": ["RunnerRole", "Arn"]}, "the task runs as the runner"
+    assert task["TaskRoleArn"] == {
+        "Fn::GetAtt": ["RunnerRole", "Arn"]
+    }, "the task runs as the runner"
     scheduler_policy = r["SchedulerRole"]["Properties"]["Policies"][0]["PolicyDocument"]
     by_sid = statements_by_sid(scheduler_policy)
     run_task = by_sid["RunTheTaskOnThisCluster"]
@@ -394,7 +394,9 @@ def template_wiring(ctx):
     rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
     old_versions = rules["ExpireOldLeaseAndPlanVersions"]
     assert old_versions["Status"] == "Enabled"
-    assert old_versions["Prefix"] == {"Fn::Sub": "${PlansPrefix}/"}, "the rule covers plans and leases"
+    assert old_versions["Prefix"] == {
+        "Fn::Sub": "${PlansPrefix}/"
+    }, "the rule covers plans and leases"
     assert old_versions["NoncurrentVersionExpiration"] == {
         "NoncurrentDays": {"Ref": "NoncurrentVersionDays"}
     }
@@ -413,7 +415,9 @@ def template_wiring(ctx):
     from moto.cloudformation.parsing import get_model_map
 
     skipped = types - set(get_model_map())
-    assert skipped == MOTO_SKIPS, f"moto skips {sorted(skipped)}, MOTO_SKIPS says {sorted(MOTO_SKIPS)}"
+    assert (
+        skipped == MOTO_SKIPS
+    ), f"moto skips {sorted(skipped)}, MOTO_SKIPS says {sorted(MOTO_SKIPS)}"
 
 
 # ---------------------------------------------------------------- moto
@@ -608,7 +612,12 @@ def runner_trusts_only_ecs_tasks_by_default(ctx):
     vpc = ec2.create_vpc(CidrBlock="10.41.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.41.1.0/24")["Subnet"]["SubnetId"]
     image = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/iam-rotate:0.1.0"
-    parameters = {"Image": image, "VpcId": vpc, "SubnetIds": subnet, "RunnerRoleName": "runner-plain"}
+    parameters = {
+        "Image": image,
+        "VpcId": vpc,
+        "SubnetIds": subnet,
+        "RunnerRoleName": "runner-plain",
+    }
     create_stack(ctx, "iam-rotate-plain", MAIN_TEMPLATE, parameters)
     trust = client(ctx, "iam").get_role(RoleName="runner-plain")["Role"]["AssumeRolePolicyDocument"]
     # moto leaves a `None` where AWS::NoValue removes a list element.
@@ -669,7 +678,10 @@ def workflow_invocations() -> list[tuple[str, list[str]]]:
                 if m:
                     values[name] = inputs[m.group(1)].get("default") or SAMPLE_INPUTS[m.group(1)]
             for argv in shell_invocations(script):
-                argv = [re.sub(r"^\$(\w+)$", lambda m: values.get(m.group(1), m.group(0)), a) for a in argv]
+                argv = [
+                    re.sub(r"^\$(\w+)$", lambda m: values.get(m.group(1), m.group(0)), a)
+                    for a in argv
+                ]
                 found.append((f"{WORKFLOW.name}: {step['name']}", argv))
     return found
 
@@ -761,7 +773,12 @@ def every_recipe_command_parses_with_the_binary(ctx):
     }
     # The extraction must not lose a recipe's commands to a change of layout.
     counts = {name: len(found) for name, found in sources.items()}
-    assert counts == {"workflow": 4, "task definition": 2, "cronjob": 2, "docs/deploy.md": 2}, counts
+    assert counts == {
+        "workflow": 4,
+        "task definition": 2,
+        "cronjob": 2,
+        "docs/deploy.md": 2,
+    }, counts
     invocations = [i for found in sources.values() for i in found]
     commands = {" ".join(argv) for _, argv in invocations}
     assert any("status --needs-attention" in c for c in commands)
@@ -835,7 +852,9 @@ def dockerfile_is_multistage_nonroot_and_runs_iam_rotate(ctx):
     args = dict(a.split("=", 1) for i, a in preamble if i == "ARG" and "=" in a)
     cargo = (ROOT / "Cargo.toml").read_text()
     rust_version = re.search(r'^rust-version = "([^"]+)"', cargo, re.M).group(1)
-    assert args.get("RUST_VERSION") == rust_version, f"RUST_VERSION {args} vs Cargo.toml {rust_version}"
+    assert (
+        args.get("RUST_VERSION") == rust_version
+    ), f"RUST_VERSION {args} vs Cargo.toml {rust_version}"
     build = stages[0]
     assert build[0][1].startswith("rust:${RUST_VERSION}") and " AS " in build[0][1].upper()
     runs = " ".join(rest for i, rest in build if i == "RUN")
@@ -869,7 +888,9 @@ def dockerfile_is_multistage_nonroot_and_runs_iam_rotate(ctx):
         text = path.read_text()
         for m in re.finditer(r'include_(?:str|bytes)!\(\s*"([^"]+)"', text):
             target = (path.parent / m.group(1)).resolve()
-            assert target.is_relative_to(ROOT / "src"), f"{path}: {m.group(1)} is not in the image's build context"
+            assert target.is_relative_to(
+                ROOT / "src"
+            ), f"{path}: {m.group(1)} is not in the image's build context"
     runtime = stages[-1]
     base = runtime[0][1]
     assert base.startswith("gcr.io/distroless/") or base == "scratch", base
@@ -899,7 +920,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default=str(ROOT / "target/debug/iam-rotate"))
     options = parser.parse_args()
-    assert Path(options.binary).exists(), f"{options.binary}: build it first (cargo build --bin iam-rotate)"
+    assert Path(
+        options.binary
+    ).exists(), f"{options.binary}: build it first (cargo build --bin iam-rotate)"
     ctx = {"binary": options.binary}
     passed = failed = 0
     with moto_server() as url:
