@@ -311,7 +311,7 @@ mod tests {
                 },
                 Status::Success,
             ),
-            (Outcome::WouldAct { step: reason() }, Status::Success),
+            (Outcome::WouldAct { steps: Vec::new() }, Status::Success),
             (Outcome::Blocked { reason: reason() }, Status::Blocked),
             // The plan is fine; the credentials were the wrong ones: exit 1.
             (Outcome::WrongAccount { reason: reason() }, Status::Failed),

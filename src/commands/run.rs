@@ -1,21 +1,28 @@
 //! `iam-rotate run`: advance plans through every step that is due now,
 //! several at once (`--concurrency`), with progress bars on a terminal and
 //! plain lines otherwise, and a summary at the end of a batch.
+//!
+//! `--output json` prints one document, whatever the outcome:
+//! `{"results": [...], "summary": {...}}`, each result with the same
+//! fields ([`ResultView`]).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use super::{plan_path, status_of_outcome, Context, Status};
 use crate::cli::RunArgs;
-use crate::engine::{Outcome, RunOptions};
+use crate::engine::{Outcome, RunAction, RunOptions};
 use crate::fleet::{self, Category, Fleet, RunProgress, Summary};
 use crate::output;
+use crate::plan::{ActionKind, Phase, PlanStore};
 use crate::progress::BatchBars;
+use crate::rotation::{Overdue, WouldStep};
 
-pub use crate::fleet::run::{run_one, RunResult};
+pub use crate::fleet::run::{run_one, NotRun, RunResult};
 
 /// The exit status one plan's result asks for: an error on the plan
 /// failed (exit 1), a locked plan skipped is no failure, and an outcome
@@ -74,18 +81,206 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
     let status = results
         .iter()
         .fold(Status::Success, |s, r| s.and(status_of(r)));
+    let summary = Summary::of(&results);
     if context.json() {
-        output::json(&results)?;
+        let views: Vec<ResultView> = results.iter().map(|r| ResultView::of(context, r)).collect();
+        output::json(&RunDocument {
+            summary: SummaryView::of(&summary, &views),
+            results: views,
+        })?;
     }
     if batch && !results.is_empty() {
-        let text = summary_text(&Summary::of(&results));
+        let text = summary_text(&summary);
         if context.json() {
             output::note(text);
-        } else {
+        } else if !context.quiet || needs_a_person(&summary) {
             output::line(text);
         }
     }
     Ok(status)
+}
+
+/// `run --output json`: one document, whatever happened.
+#[derive(Serialize)]
+struct RunDocument<'a> {
+    results: Vec<ResultView<'a>>,
+    summary: SummaryView,
+}
+
+/// One plan's result, with the same fields whatever its outcome.
+#[derive(Serialize)]
+pub struct ResultView<'a> {
+    pub user: &'a str,
+    pub account: Option<String>,
+    /// The plan's phase after the run (null when the plan could not be read).
+    pub phase: Option<Phase>,
+    /// `finished`, `waiting`, `blocked`, `wrong_account`, `would_act`,
+    /// `failed` or `skipped`.
+    pub state: &'static str,
+    /// What this run did, in order.
+    pub actions: &'a [RunAction],
+    /// `--dry-run`: every step that would happen now, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would: Option<&'a [WouldStep]>,
+    /// When a waiting plan can go on, when time alone decides it.
+    pub waiting_until: Option<DateTime<Utc>>,
+    /// Why it waits, is blocked, failed or was skipped.
+    pub reason: Option<&'a str>,
+    /// What a person can do meanwhile (waiting plans).
+    pub meanwhile: Option<&'a str>,
+    pub overdue: bool,
+    pub overdue_reason: Option<String>,
+    /// The exact command to run next, or null.
+    pub next_command: Option<String>,
+    pub path: &'a Path,
+}
+
+impl<'a> ResultView<'a> {
+    pub fn of(context: &Context, result: &'a RunResult) -> Self {
+        match result {
+            RunResult::Report(r) => {
+                let (state, until, reason, meanwhile, would) = match &r.outcome {
+                    Outcome::Finished => ("finished", None, None, None, None),
+                    Outcome::Waiting {
+                        until,
+                        reason,
+                        next,
+                    } => (
+                        "waiting",
+                        *until,
+                        Some(reason.as_str()),
+                        Some(next.as_str()),
+                        None,
+                    ),
+                    Outcome::Blocked { reason } => {
+                        ("blocked", None, Some(reason.as_str()), None, None)
+                    }
+                    Outcome::WrongAccount { reason } => {
+                        ("wrong_account", None, Some(reason.as_str()), None, None)
+                    }
+                    Outcome::WouldAct { steps } => {
+                        ("would_act", None, None, None, Some(steps.as_slice()))
+                    }
+                };
+                ResultView {
+                    user: &r.user,
+                    account: Some(r.account.clone()),
+                    phase: Some(r.phase),
+                    state,
+                    actions: &r.actions,
+                    would,
+                    waiting_until: until,
+                    reason,
+                    meanwhile,
+                    overdue: r.overdue.is_some(),
+                    overdue_reason: r.overdue.as_ref().map(|o| o.what.clone()),
+                    next_command: r.next.map(|next| {
+                        super::command_line(&context.repeated_flags, next.words(), &r.user)
+                    }),
+                    path: &r.path,
+                }
+            }
+            RunResult::Other {
+                user,
+                path,
+                state,
+                reason,
+                actions,
+            } => {
+                // The plan as the failed or skipped run left it.
+                let plan = PlanStore::load(path).ok();
+                let now = context.clock.now();
+                let overdue = plan.as_ref().and_then(|p| crate::rotation::overdue(p, now));
+                ResultView {
+                    user,
+                    account: plan.as_ref().map(|p| p.account.clone()),
+                    phase: plan.as_ref().map(|p| p.phase),
+                    state: match state {
+                        NotRun::Failed => "failed",
+                        NotRun::Skipped => "skipped",
+                    },
+                    actions,
+                    would: None,
+                    waiting_until: None,
+                    reason: Some(reason),
+                    meanwhile: None,
+                    overdue: overdue.is_some(),
+                    overdue_reason: overdue.map(|o| o.what),
+                    next_command: plan.as_ref().and_then(|p| context.next_command(p)),
+                    path,
+                }
+            }
+        }
+    }
+}
+
+/// The batch in numbers, for `--output json`.
+#[derive(Serialize)]
+struct SummaryView {
+    total: usize,
+    /// How many plans ended in each category (every category, zeros too).
+    counts: BTreeMap<&'static str, usize>,
+    /// Plans that are overdue after the run.
+    overdue: usize,
+    /// Users by category.
+    users: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl SummaryView {
+    fn of(summary: &Summary, views: &[ResultView]) -> Self {
+        let key = category_key;
+        SummaryView {
+            total: summary.total,
+            counts: Category::ALL
+                .iter()
+                .map(|c| (key(*c), summary.count(*c)))
+                .collect(),
+            overdue: views.iter().filter(|v| v.overdue).count(),
+            users: Category::ALL
+                .iter()
+                .filter(|c| summary.count(**c) > 0)
+                .map(|c| (key(*c), summary.names(*c).to_vec()))
+                .collect(),
+        }
+    }
+}
+
+/// A category's name in JSON.
+fn category_key(category: Category) -> &'static str {
+    match category {
+        Category::Advanced => "advanced",
+        Category::Waiting => "waiting",
+        Category::Finished => "finished",
+        Category::Blocked => "blocked",
+        Category::WrongAccount => "wrong_account",
+        Category::Failed => "failed",
+        Category::Skipped => "skipped",
+        Category::DryRun => "dry_run",
+    }
+}
+
+/// Whether a batch left anything a person must see (`-q` prints the
+/// summary only then).
+fn needs_a_person(summary: &Summary) -> bool {
+    [
+        Category::Advanced,
+        Category::Blocked,
+        Category::WrongAccount,
+        Category::Failed,
+    ]
+    .iter()
+    .any(|c| summary.count(*c) > 0)
+}
+
+/// Whether `-q` prints a plan's result: changes, blocks, errors and
+/// overdue plans, nothing that merely waits.
+fn worth_saying_quietly(result: &RunResult) -> bool {
+    let overdue = matches!(result, RunResult::Report(r) if r.overdue.is_some());
+    overdue
+        || !matches!(
+            result.category(),
+            Category::Waiting | Category::Finished | Category::Skipped | Category::DryRun
+        )
 }
 
 /// What a person watching a batch sees: bars on a terminal, plain lines
@@ -96,6 +291,8 @@ struct Progress {
     json: bool,
     quiet: bool,
     now: DateTime<Utc>,
+    /// The global flags a printed next command repeats.
+    flags: Vec<String>,
     total: usize,
     done: usize,
     counts: HashMap<Category, usize>,
@@ -111,6 +308,7 @@ impl Progress {
             json: context.json(),
             quiet: context.quiet,
             now: context.clock.now(),
+            flags: context.repeated_flags.clone(),
             total,
             done: 0,
             counts: HashMap::new(),
@@ -136,13 +334,14 @@ impl RunProgress for Progress {
         self.done += 1;
         let category = result.category();
         *self.counts.entry(category).or_default() += 1;
-        let text = (!self.json).then(|| format_result(result, self.now));
+        let say = !self.json && (!self.quiet || worth_saying_quietly(result));
+        let text = say.then(|| format_result(result, self.now, &self.flags));
         match &mut self.bars {
             Some(bars) => bars.finished(result.user(), counts_text(&self.counts), text),
             None => {
                 if let Some(text) = text {
                     output::line(text);
-                } else if !self.quiet {
+                } else if !self.quiet && self.json {
                     output::note(format!(
                         "[{}/{}] {}: {}",
                         self.done,
@@ -216,13 +415,14 @@ pub fn summary_text(summary: &Summary) -> String {
 }
 
 /// Prints one plan's result for people.
-pub fn print_result(result: &RunResult, now: DateTime<Utc>) {
-    output::line(format_result(result, now));
+pub fn print_result(result: &RunResult, now: DateTime<Utc>, flags: &[String]) {
+    output::line(format_result(result, now, flags));
 }
 
 /// One plan's result for people, as one block of lines (so that plans
-/// finishing together never interleave).
-pub fn format_result(result: &RunResult, now: DateTime<Utc>) -> String {
+/// finishing together never interleave): what it did, where it stands, an
+/// overdue warning, and the command to run next.
+pub fn format_result(result: &RunResult, now: DateTime<Utc>, flags: &[String]) -> String {
     let mut lines = Vec::new();
     match result {
         RunResult::Other {
@@ -240,41 +440,77 @@ pub fn format_result(result: &RunResult, now: DateTime<Utc>) -> String {
         }
         RunResult::Report(r) => {
             // A block is said once, below, with its reason.
-            for action in r.actions.iter().filter(|a| !a.starts_with("blocked: ")) {
+            for action in r.actions.iter().filter(|a| a.kind != ActionKind::Blocked) {
                 lines.push(format!("{}: {action}", r.user));
             }
-            match &r.outcome {
-                Outcome::Finished => {
-                    lines.push(format!("{}: {} - nothing more to do", r.user, r.phase))
-                }
-                Outcome::Waiting {
-                    until,
-                    reason,
-                    next,
-                } => {
-                    lines.push(format!("{}: {} - {reason}", r.user, r.phase));
-                    if let Some(until) = until {
-                        lines.push(format!(
-                            "  can go on at {} ({})",
-                            output::time(*until),
-                            crate::duration::relative(*until, now)
-                        ));
-                    } else {
-                        lines.push("  can go on as soon as that happens; run again then".into());
+            outcome_lines(r, now, &mut lines);
+            if let Some(overdue) = &r.overdue {
+                lines.push(overdue_line(overdue, now));
+            }
+            if let Some(next) = r.next {
+                let command = super::command_line(flags, next.words(), &r.user);
+                let when = match &r.outcome {
+                    Outcome::Waiting {
+                        until: Some(until), ..
+                    } => {
+                        format!(" (at {} or later)", output::time(*until))
                     }
-                    lines.push(format!("  meanwhile: {next}"));
-                }
-                Outcome::Blocked { reason } => {
-                    lines.push(format!("{}: BLOCKED - {reason}", r.user));
-                }
-                Outcome::WrongAccount { reason } => {
-                    lines.push(format!("{}: REFUSED - {reason}", r.user));
-                }
-                Outcome::WouldAct { step } => {
-                    lines.push(format!("{}: {} - would {step} (dry run)", r.user, r.phase));
+                    Outcome::Waiting { until: None, .. } => " (once that happens)".into(),
+                    Outcome::Blocked { .. } => " (once the cause is fixed)".into(),
+                    _ => String::new(),
+                };
+                if !matches!(r.outcome, Outcome::WrongAccount { .. }) {
+                    lines.push(format!("  next: {command}{when}"));
                 }
             }
         }
     }
     lines.join("\n")
+}
+
+fn overdue_line(overdue: &Overdue, now: DateTime<Utc>) -> String {
+    format!(
+        "  OVERDUE since {} ({}): {}",
+        output::time(overdue.since),
+        crate::duration::relative(overdue.since, now),
+        overdue.what
+    )
+}
+
+fn outcome_lines(r: &crate::engine::RunReport, now: DateTime<Utc>, lines: &mut Vec<String>) {
+    match &r.outcome {
+        Outcome::Finished => lines.push(format!("{}: {} - nothing more to do", r.user, r.phase)),
+        Outcome::Waiting {
+            until,
+            reason,
+            next,
+        } => {
+            lines.push(format!("{}: {} - {reason}", r.user, r.phase));
+            if let Some(until) = until {
+                lines.push(format!(
+                    "  can go on at {} ({})",
+                    output::time(*until),
+                    crate::duration::relative(*until, now)
+                ));
+            } else {
+                lines.push("  can go on as soon as that happens; run again then".into());
+            }
+            lines.push(format!("  meanwhile: {next}"));
+        }
+        Outcome::Blocked { reason } => {
+            lines.push(format!("{}: BLOCKED - {reason}", r.user));
+        }
+        Outcome::WrongAccount { reason } => {
+            lines.push(format!("{}: REFUSED - {reason}", r.user));
+        }
+        Outcome::WouldAct { steps } => {
+            lines.push(format!(
+                "{}: {} - dry run, nothing changed; now:",
+                r.user, r.phase
+            ));
+            for (n, step) in steps.iter().enumerate() {
+                lines.push(format!("  {}. {}", n + 1, step.text));
+            }
+        }
+    }
 }

@@ -161,11 +161,9 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
                     r.phase.to_string()
                 },
                 output::time(r.phase_since),
-                r.next_command
-                    .as_ref()
-                    .map(|c| format!("{}\n{c}", r.next_step))
-                    .unwrap_or_else(|| r.next_step.clone()),
+                r.next_step.clone(),
                 output::opt_time(r.due_at),
+                r.next_command.clone().unwrap_or_default(),
                 r.blocked_reason
                     .clone()
                     .or_else(|| r.overdue_reason.as_ref().map(|e| format!("overdue: {e}")))
@@ -178,6 +176,7 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
                 "unreadable".into(),
                 String::new(),
                 "fix the plan file".into(),
+                String::new(),
                 String::new(),
                 u.error.clone(),
             ],
@@ -196,6 +195,7 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
         "SINCE",
         "NEXT STEP",
         "DUE AT",
+        "RUN NEXT",
         "NEEDS ATTENTION",
     ];
     let header = if with_account {

@@ -12,8 +12,8 @@ use crate::clock::Clock;
 use crate::deliver::{Deliver, DeliverError};
 use crate::iam::{Caller, Iam, IamError};
 use crate::plan::store::PlanError;
-use crate::plan::{mask_key, LockedPlan, Phase, Plan, Stamp};
-use crate::rotation::{self, Decision, Observed, Retry, Step};
+use crate::plan::{mask_key, ActionKind, HistoryEntry, LockedPlan, Phase, Stamp};
+use crate::rotation::{self, Decision, NextCommand, Observed, Overdue, Retry, WouldStep};
 
 mod observe;
 mod rollback;
@@ -91,7 +91,7 @@ pub enum Refusal {
 #[error("{error}")]
 pub struct RunFailure {
     pub error: EngineError,
-    pub actions: Vec<String>,
+    pub actions: Vec<RunAction>,
 }
 
 impl From<RunFailure> for EngineError {
@@ -116,8 +116,44 @@ pub enum Outcome {
     Blocked { reason: String },
     /// The credentials belong to another account; nothing was touched.
     WrongAccount { reason: String },
-    /// `--dry-run`: what would happen next.
-    WouldAct { step: String },
+    /// `--dry-run`: every step that would happen now, in order.
+    WouldAct { steps: Vec<WouldStep> },
+}
+
+/// One action a run took, as its history entry records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunAction {
+    pub kind: ActionKind,
+    /// The key it was about, in full (an access key id is not a secret).
+    pub key_id: Option<String>,
+    pub at: DateTime<Utc>,
+    /// In the operator's words, as history has it.
+    pub text: String,
+}
+
+impl From<&HistoryEntry> for RunAction {
+    fn from(entry: &HistoryEntry) -> Self {
+        RunAction {
+            kind: entry.kind.unwrap_or(ActionKind::Note),
+            key_id: entry.key_id.clone(),
+            at: entry.at,
+            text: entry.action.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for RunAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The actions recorded in `history` since entry `from`.
+pub fn actions_since(history: &[HistoryEntry], from: usize) -> Vec<RunAction> {
+    history[from.min(history.len())..]
+        .iter()
+        .map(RunAction::from)
+        .collect()
 }
 
 /// What one run did to one plan.
@@ -127,9 +163,39 @@ pub struct RunReport {
     pub account: String,
     pub phase: Phase,
     /// The actions taken, in order, as recorded in history.
-    pub actions: Vec<String>,
+    pub actions: Vec<RunAction>,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// The plan file.
+    pub path: std::path::PathBuf,
+    /// Whether the plan is overdue after this run, and why.
+    #[serde(skip)]
+    pub overdue: Option<Overdue>,
+    /// What to run next for the plan, after this run.
+    #[serde(skip)]
+    pub next: Option<NextCommand>,
+}
+
+impl RunReport {
+    /// The report of `locked` after a run that took `actions`.
+    pub fn of(
+        locked: &LockedPlan,
+        actions: Vec<RunAction>,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let plan = &locked.plan;
+        RunReport {
+            user: plan.user.clone(),
+            account: plan.account.clone(),
+            phase: plan.phase,
+            actions,
+            outcome,
+            path: locked.path.clone(),
+            overdue: rotation::overdue(plan, now),
+            next: rotation::next_command(plan),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -160,11 +226,7 @@ impl Engine<'_> {
     ) -> Result<RunReport, RunFailure> {
         let history_before = locked.plan.history.len();
         let result = self.run_inner(locked, options).await;
-        let actions: Vec<String> = locked.plan.history
-            [history_before.min(locked.plan.history.len())..]
-            .iter()
-            .map(|h| h.action.clone())
-            .collect();
+        let actions = actions_since(&locked.plan.history, history_before);
         match result {
             Ok(outcome) => {
                 if !options.dry_run && locked.plan.last_error.take().is_some() {
@@ -175,13 +237,7 @@ impl Engine<'_> {
                         });
                     }
                 }
-                Ok(RunReport {
-                    user: locked.plan.user.clone(),
-                    account: locked.plan.account.clone(),
-                    phase: locked.plan.phase,
-                    actions,
-                    outcome,
-                })
+                Ok(RunReport::of(locked, actions, outcome, self.clock.now()))
             }
             Err(error) => {
                 if !options.dry_run {
@@ -206,7 +262,12 @@ impl Engine<'_> {
             Retry::WrongAccount { reason } => return Ok(Outcome::WrongAccount { reason }),
             Retry::Unblock { .. } if options.dry_run => {
                 return Ok(Outcome::WouldAct {
-                    step: "leave blocked and re-check the guards".into(),
+                    steps: vec![WouldStep {
+                        kind: "act",
+                        key_id: None,
+                        until: None,
+                        text: "would leave blocked and re-check the guards".into(),
+                    }],
                 });
             }
             Retry::Unblock {
@@ -274,8 +335,9 @@ impl Engine<'_> {
                 Decision::Act(step) => step,
             };
             if options.dry_run {
+                let seen = self.with_every_last_use(&locked.plan, seen).await?;
                 return Ok(Outcome::WouldAct {
-                    step: describe(&locked.plan, &step),
+                    steps: rotation::preview(&locked.plan, &seen),
                 });
             }
             carried = self.act(locked, step, seen).await?;
@@ -284,27 +346,5 @@ impl Engine<'_> {
             user: locked.plan.user.clone(),
         }
         .into())
-    }
-}
-
-/// A step in the operator's words, for `--dry-run`.
-pub fn describe(plan: &Plan, step: &Step) -> String {
-    match step {
-        Step::DeleteOrphan { key_id } => format!(
-            "delete orphan key {} left by an interrupted create, then create again",
-            mask_key(key_id)
-        ),
-        Step::AdoptDelivered { key_id } => format!(
-            "keep key {}, found delivered to {} after an interrupted create, as the new key",
-            mask_key(key_id),
-            plan.delivery
-        ),
-        Step::CreateKey => format!(
-            "create a second access key and deliver it to {}",
-            plan.delivery
-        ),
-        Step::Advance { to, action } => format!("move to {to}: {action}"),
-        Step::Deactivate { key_id } => format!("set old key {} inactive", mask_key(key_id)),
-        Step::DeleteOld { key_id } => format!("delete old key {}", mask_key(key_id)),
     }
 }

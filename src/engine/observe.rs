@@ -9,6 +9,25 @@ use crate::rotation::{self, Observed};
 use super::{Engine, EngineError, Refusal};
 
 impl Engine<'_> {
+    /// `seen` with the last use of both keys the plan names, for a dry run
+    /// whose chain may reach phases that judge them (reads only).
+    pub(super) async fn with_every_last_use(
+        &self,
+        plan: &Plan,
+        mut seen: Observed,
+    ) -> Result<Observed, EngineError> {
+        let present = |seen: &Observed, id: &str| seen.keys.iter().flatten().any(|k| k.id == id);
+        if seen.old_use.is_none() && present(&seen, &plan.old_key.id) {
+            seen.old_use = Some(self.last_used(&plan.old_key.id).await?);
+        }
+        if let Some(new_key) = &plan.new_key {
+            if seen.new_use.is_none() && present(&seen, &new_key.id) {
+                seen.new_use = Some(self.last_used(&new_key.id).await?);
+            }
+        }
+        Ok(seen)
+    }
+
     /// ListAccessKeys, and the last use of the keys the phase needs. Nothing
     /// at all for a plan whose decision does not depend on IAM (finished,
     /// blocked) or that belongs to another account than the caller's: a

@@ -116,16 +116,8 @@ impl Engine<'_> {
         if locked.plan.history.len() > history_before {
             locked.save()?;
         }
-        let report = RunReport {
-            user: locked.plan.user.clone(),
-            account: locked.plan.account.clone(),
-            phase: locked.plan.phase,
-            actions: locked.plan.history[history_before..]
-                .iter()
-                .map(|h| h.action.clone())
-                .collect(),
-            outcome: Outcome::Finished,
-        };
+        let actions = super::actions_since(&locked.plan.history, history_before);
+        let report = RunReport::of(locked, actions, Outcome::Finished, self.clock.now());
         Ok((report, nothing_to_undo))
     }
 }

@@ -165,7 +165,8 @@ impl SelfRotation<'_> {
         };
         let report = engine.run(locked, RunOptions::default()).await?;
         self.events.report(&report);
-        self.actions.extend(report.actions.iter().cloned());
+        self.actions
+            .extend(report.actions.iter().map(|a| a.text.clone()));
         Ok(report)
     }
 

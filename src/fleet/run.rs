@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use crate::clock::Clock;
 use crate::commands::user_of;
 use crate::deliver::Deliver;
-use crate::engine::{Engine, Outcome, RunOptions, RunReport};
+use crate::engine::{Engine, Outcome, RunAction, RunOptions, RunReport};
 use crate::iam::{Caller, Iam};
 use crate::plan::PlanStore;
 
@@ -32,7 +32,7 @@ pub enum RunResult {
         reason: String,
         /// What the run did before it failed, as history has it.
         #[serde(skip_serializing_if = "Vec::is_empty")]
-        actions: Vec<String>,
+        actions: Vec<RunAction>,
     },
 }
 
@@ -253,7 +253,7 @@ pub async fn run_all(
 /// Locks, loads and advances one plan; never fails the batch.
 pub async fn run_one(engine: &Engine<'_>, path: PathBuf, options: RunOptions) -> RunResult {
     let user = user_of(&path);
-    let failed = |path: PathBuf, reason: String, actions: Vec<String>| RunResult::Other {
+    let failed = |path: PathBuf, reason: String, actions: Vec<RunAction>| RunResult::Other {
         user: user.clone(),
         path,
         state: NotRun::Failed,

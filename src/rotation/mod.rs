@@ -19,6 +19,7 @@ pub use crate::plan::policy;
 pub mod orphan;
 pub mod outlook;
 pub mod phases;
+pub mod preview;
 pub mod reconcile;
 pub mod retry;
 pub mod rollback;
@@ -39,6 +40,7 @@ pub use phases::{
     decide_check_last_used, decide_create, decide_delete, decide_set_inactive, decide_verify,
     decide_wait_for_adoption,
 };
+pub use preview::{preview, WouldStep, PREVIEW_NEW_KEY};
 pub use reconcile::reconcile;
 pub use retry::{decide_retry, verification_restart, Retry};
 pub use rollback::{

@@ -11,10 +11,10 @@ use crate::deliver::fake::FakeDeliver;
 use crate::deliver::Held;
 use crate::engine::{Engine, EngineError, Outcome, RunOptions, RunReport};
 use crate::iam::Iam;
-use crate::plan::{KeyStatus, Phase, Plan, PlanStore, Stamp};
+use crate::plan::{mask_key, ActionKind, KeyStatus, Phase, Plan, PlanStore, Stamp};
 use crate::planner::{plan_user, PlanRequest, Planned};
 use crate::rotation::policy::Policy;
-use crate::rotation::RollbackOptions;
+use crate::rotation::{self, RollbackOptions};
 use crate::sim::SimAccount;
 
 const ACCOUNT: &str = "111122223333";
@@ -583,7 +583,7 @@ async fn interrupted_deactivate_and_delete_are_recognised() {
     assert!(report
         .actions
         .iter()
-        .any(|a| a.contains("already inactive")));
+        .any(|a| a.text.contains("already inactive")));
 
     // Deleted in IAM, but the plan still says delete.
     let w = World::new();
@@ -597,7 +597,10 @@ async fn interrupted_deactivate_and_delete_are_recognised() {
     w.sim.remove_key("ned", &old);
     let report = w.run("ned").await;
     assert_eq!(report.phase, Phase::Done);
-    assert!(report.actions.iter().any(|a| a.contains("already deleted")));
+    assert!(report
+        .actions
+        .iter()
+        .any(|a| a.text.contains("already deleted")));
 }
 
 #[tokio::test]
@@ -730,7 +733,17 @@ async fn dry_run_changes_nothing() {
         .await
         .unwrap();
     match report.outcome {
-        Outcome::WouldAct { step } => assert!(step.contains("create a second access key")),
+        Outcome::WouldAct { steps } => {
+            assert!(
+                steps[0].text.contains("would create a second access key"),
+                "{steps:?}"
+            );
+            let last = steps.last().unwrap();
+            assert!(
+                matches!(last.kind, "wait" | "finished"),
+                "a chain ends in a wait or the end: {steps:?}"
+            );
+        }
         other => panic!("{other:?}"),
     }
     assert!(w.sim.writes().is_empty());
@@ -798,7 +811,7 @@ async fn a_delivered_but_unrecorded_key_is_kept_not_deleted() {
     let report = w.run("vic").await;
     assert_eq!(report.phase, Phase::WaitForAdoption, "{report:?}");
     assert!(
-        report.actions[0].contains("already delivered"),
+        report.actions[0].text.contains("already delivered"),
         "{report:?}"
     );
     assert_eq!(w.new_key("vic"), new);
@@ -1129,7 +1142,8 @@ async fn an_orphan_someone_used_is_kept_and_blocks_the_plan() {
     let report = w.rollback("uma", true).await.unwrap();
     assert_eq!(report.phase, Phase::RolledBack);
     assert!(
-        report.actions[0].contains("kept key") && report.actions[0].contains("not provably"),
+        report.actions[0].text.contains("kept key")
+            && report.actions[0].text.contains("not provably"),
         "{report:?}"
     );
     assert_eq!(w.sim.writes().len(), writes, "nothing touched");
@@ -1173,4 +1187,148 @@ async fn an_orphan_at_an_unreadable_destination_is_left_and_the_run_fails() {
     assert_eq!(w.run("una").await.phase, Phase::WaitForAdoption);
     assert_eq!(w.statuses("una").len(), 2);
     assert_eq!(w.statuses("una")[0], (old, KeyStatus::Active));
+}
+
+#[tokio::test]
+async fn dry_run_lists_the_whole_chain_a_real_run_then_takes() {
+    let w = World::new();
+    let old = w.user("tara");
+    w.plan_with("tara", zero_policy()).await;
+    let before = std::fs::read(w.path("tara")).unwrap();
+    let dry = w
+        .run_with(
+            "tara",
+            RunOptions {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let Outcome::WouldAct { steps } = dry.outcome else {
+        panic!("{:?}", dry.outcome);
+    };
+    let texts: Vec<&str> = steps.iter().map(|s| s.text.as_str()).collect();
+    assert!(w.sim.writes().is_empty(), "a dry run writes nothing");
+    assert_eq!(std::fs::read(w.path("tara")).unwrap(), before);
+    assert_eq!(steps.len(), 7, "{texts:#?}");
+    assert!(
+        texts[0].starts_with("would create a second access key"),
+        "{texts:#?}"
+    );
+    assert!(
+        texts[1].starts_with("would move to check_last_used"),
+        "{texts:#?}"
+    );
+    assert!(
+        texts[2].starts_with("would move to set_inactive"),
+        "{texts:#?}"
+    );
+    assert_eq!(
+        texts[3],
+        format!("would set old key {} inactive", mask_key(&old))
+    );
+    assert!(texts[4].starts_with("would move to delete"), "{texts:#?}");
+    assert_eq!(texts[5], format!("would delete old key {}", mask_key(&old)));
+    assert_eq!(texts[6], "would be done: nothing more to do");
+    assert_eq!(steps[3].key_id.as_deref(), Some(old.as_str()));
+    // The real run takes exactly those steps.
+    let real = w.run("tara").await;
+    assert_eq!(real.phase, Phase::Done);
+    assert_eq!(real.actions.len(), 6, "{:?}", real.actions);
+}
+
+#[tokio::test]
+async fn rollback_goes_back_to_step_2_and_the_same_rotation_finishes() {
+    let w = World::new();
+    let old = w.user("ulla");
+    let policy: Policy = serde_yaml::from_str(
+        "adoption_wait: 1d\nquiet_period: 4h\nverify_period: 2d\nrequire_new_key_use: true\n",
+    )
+    .unwrap();
+    w.plan_with("ulla", policy).await;
+    w.run("ulla").await;
+    let new = w.new_key("ulla");
+    w.sim.use_key(&new, "s3", "eu-west-1");
+    w.advance(Duration::days(2));
+    w.run("ulla").await;
+    assert_eq!(w.load("ulla").phase, Phase::Verify);
+    // An application still on the old key breaks: it is used while inactive.
+    w.advance(Duration::hours(1));
+    w.sim.use_key(&old, "lambda", "us-west-2");
+    let blocked = w.run("ulla").await;
+    assert!(
+        matches!(blocked.outcome, Outcome::Blocked { .. }),
+        "{blocked:?}"
+    );
+
+    let restart_at = w.clock.now();
+    let (report, unchanged) = w
+        .rollback_with(
+            "ulla",
+            RollbackOptions {
+                abort: false,
+                delete_new: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(unchanged, None);
+    assert_eq!(report.phase, Phase::WaitForAdoption);
+    let plan = w.load("ulla");
+    assert_eq!(plan.restarted_at, Some(restart_at));
+    assert_eq!(plan.old_key.status, KeyStatus::Active);
+    assert_eq!(plan.old_key.deactivated_at, None);
+    assert_eq!(plan.new_key.as_ref().unwrap().id, new, "the same new key");
+    assert_eq!(
+        plan.history.last().unwrap().kind,
+        Some(ActionKind::Restarted)
+    );
+    assert_eq!(
+        w.statuses("ulla"),
+        vec![
+            (old.clone(), KeyStatus::Active),
+            (new.clone(), KeyStatus::Active)
+        ]
+    );
+    assert_eq!(
+        rotation::next_command(&plan),
+        Some(rotation::NextCommand::Run)
+    );
+
+    // The adoption wait counts again from the rollback.
+    w.advance(Duration::hours(23));
+    w.run("ulla").await;
+    assert_eq!(w.load("ulla").phase, Phase::WaitForAdoption);
+    // The failing application used the old key until it was switched.
+    w.advance(Duration::hours(1));
+    w.sim.use_key(&old, "lambda", "us-west-2");
+    w.advance(Duration::hours(1));
+    w.run("ulla").await;
+    assert_eq!(w.load("ulla").phase, Phase::CheckLastUsed);
+    w.advance(Duration::hours(4));
+    w.run("ulla").await;
+    assert_eq!(w.load("ulla").phase, Phase::Verify);
+    w.advance(Duration::days(2));
+    let done = w.run("ulla").await;
+    assert_eq!(done.phase, Phase::Done, "{done:?}");
+    assert_eq!(w.statuses("ulla"), vec![(new, KeyStatus::Active)]);
+}
+
+#[tokio::test]
+async fn rollback_before_the_old_key_went_inactive_changes_nothing() {
+    let w = World::new();
+    w.user("vic");
+    w.plan("vic").await;
+    w.run("vic").await;
+    let before = std::fs::read(w.path("vic")).unwrap();
+    let writes = w.sim.writes().len();
+    let (_, unchanged) = w
+        .rollback_with("vic", RollbackOptions::default())
+        .await
+        .unwrap();
+    let why = unchanged.expect("nothing to undo");
+    assert!(why.contains("is still active"), "{why}");
+    assert_eq!(std::fs::read(w.path("vic")).unwrap(), before);
+    assert_eq!(w.sim.writes().len(), writes);
 }

@@ -442,7 +442,23 @@ fn verbose_logs_carry_no_secret() {
     // JSON output names the key but never the secret.
     let run = env.run(&["--output", "json", "run", "kit"]);
     run.expect(0);
-    assert_eq!(run.json()[0]["user"], "kit");
+    let result = &run.json()["results"][0];
+    assert_eq!(result["user"], "kit");
+    assert_eq!(result["state"], "waiting");
+    assert_eq!(result["phase"], "wait_for_adoption");
+    let next = result["next_command"].as_str().unwrap();
+    assert!(
+        next.starts_with("iam-rotate ") && next.ends_with(" run kit"),
+        "{next}"
+    );
+    let created = &result["actions"][0];
+    assert_eq!(created["kind"], "created_key");
+    assert_eq!(
+        created["key_id"].as_str(),
+        env.plan_yaml("kit")["new_key"]["id"].as_str()
+    );
+    assert!(created["at"].is_string(), "{created}");
+    assert!(result["waiting_until"].is_string(), "{result}");
     env.assert_no_secret_leaked(&[&csv]);
 }
 

@@ -14,5 +14,6 @@ mod logs;
 mod offline;
 mod orphans;
 mod proxy;
+mod recovery;
 mod safety;
 mod self_safety;

@@ -73,7 +73,7 @@ impl SelfRotateEvents for Printer {
         for action in report
             .actions
             .iter()
-            .filter(|a| !a.starts_with("blocked: "))
+            .filter(|a| a.kind != crate::plan::ActionKind::Blocked)
         {
             output::line(format!("{}: {action}", report.user));
         }
