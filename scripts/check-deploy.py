@@ -329,6 +329,7 @@ def policies_are_well_formed_and_scoped(ctx):
             [(key, want)] = s["Condition"]["Null"].items()
             assert key in {"s3:if-none-match", "s3:if-match"} and want == "false", s["Sid"]
     assert runner["AssumeTheMemberAccountRole"]["Resource"] == "arn:aws:iam::*:role/IamRotate"
+    assert runner["ReleaseLeases"]["Resource"].endswith("/*.lock"), "plans are never deleted"
     # The member role is operator.json plus the Secrets Manager delivery.
     member = statements_by_sid(policy("member-role.json"))
     operator = statements_by_sid(policy("operator.json"))
