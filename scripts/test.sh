@@ -2,7 +2,8 @@
 # Runs every check and test of iam-rotate on a fresh machine: installs moto's
 # server into ./.venv (pinned, from scripts/requirements-test.txt) when it is
 # missing or stale, checks that Cargo.toml's rust-version covers every locked
-# dependency, then runs rustfmt, clippy and `cargo test`.
+# dependency, then runs rustfmt, clippy, the checks of the deployment
+# recipes (scripts/check-deploy.py, on a full run) and `cargo test`.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh --test it drift extra arguments go to `cargo test`
@@ -34,10 +35,15 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
-echo "==> cargo test"
 if [ "$#" -eq 0 ]; then
   # Unit and integration tests; the crate has no doc tests, whose empty
   # run would otherwise be the last line printed.
   set -- --lib --bins --tests
+  # The recipes in deploy/ are parsed by the binary the tests build, so
+  # build it first, exactly as `cargo test` will (no second compile).
+  echo "==> deployment recipes (scripts/check-deploy.py)"
+  cargo test --locked --no-run "$@"
+  "$venv/bin/python" scripts/check-deploy.py --binary "${CARGO_TARGET_DIR:-target}/debug/iam-rotate"
 fi
+echo "==> cargo test"
 cargo test --locked "$@"

@@ -1,5 +1,7 @@
-//! `iam-rotate demo`: three rotations on a simulated account, on simulated
-//! time, printed as an operator would see them. No AWS, no network.
+//! `iam-rotate demo`: four rotations on a simulated account, on simulated
+//! time, printed as an operator would see them — one of them rolled back by
+//! the guide's step 5 → step 2 and finished, one overdue because nothing
+//! adopted its new key. No AWS, no network.
 
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ use crate::rotation::policy::Policy;
 use crate::sim::SimAccount;
 
 const ACCOUNT: &str = "111122223333";
-const USERS: [&str; 3] = ["alice", "bob", "carol"];
+const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 
 pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Status> {
     let workdir = tempfile::tempdir()?;
@@ -52,15 +54,16 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
         }
     };
     say(format!(
-        "Simulated account {ACCOUNT}: users alice, bob and carol each have one 200-day-old key in \
-         use.\nPolicy: adoption_wait 7d, quiet_period 3d, verify_period 7d. Secrets go to {}.\n",
+        "Simulated account {ACCOUNT}: users alice, bob, carol and dave each have one 200-day-old \
+         key in use.\nPolicy: adoption_wait 7d, quiet_period 3d, verify_period 7d, overdue_after \
+         7d. Secrets go to {}.\n",
         workdir.path().join("credentials").display()
     ));
     let stamp = Stamp::new(&clock, &caller);
     let delivery = format!("file:{}/credentials/{{user}}.csv", workdir.path().display());
     let policy = Policy::default();
     say(format!(
-        "== day 0 ({}): iam-rotate plan alice bob carol",
+        "== day 0 ({}): iam-rotate plan alice bob carol dave",
         start.format("%Y-%m-%d")
     ));
     for user in USERS {
@@ -80,12 +83,12 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
 
     let mut results = Vec::new();
     let mut rolled_back = false;
-    for day in 0..=15 {
+    for day in 0..=23 {
         if day > 0 {
             clock.advance(Duration::days(1));
         }
         applications_on(&sim, day, &old_keys);
-        if ![0, 1, 7, 8, 9, 14, 15].contains(&day) {
+        if ![0, 1, 7, 8, 9, 14, 15, 16, 23].contains(&day) {
             continue;
         }
         let now = clock.now();
@@ -107,20 +110,22 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
         });
         if carol_blocked && !rolled_back {
             say(
-                "\n== the operator reads carol's reason and rolls back: iam-rotate rollback carol"
+                "\n== the operator reads carol's reason and takes the guide's step 5 back to step \
+                 2: iam-rotate rollback carol"
                     .into(),
             );
             let path = store.path_for(ACCOUNT, "carol");
             if let Some(mut locked) = PlanStore::lock(&path)? {
-                let options = crate::rotation::RollbackOptions {
-                    abort: true,
-                    delete_new: false,
-                };
+                let options = crate::rotation::RollbackOptions::default();
                 let (report, _) = engine.rollback(&mut locked, options).await?;
                 for action in report.actions {
                     say(format!("carol: {action}"));
                 }
             }
+            say(
+                "carol: her cron job is switched to the new key; the same rotation carries on"
+                    .into(),
+            );
             rolled_back = true;
         }
     }
@@ -130,7 +135,8 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
 }
 
 /// What the applications do on `day`: alice's switch at once, bob's batch
-/// job on day 6, and a forgotten cron job of carol's runs on day 9.
+/// job on day 6, a forgotten cron job of carol's runs on day 9 (and is
+/// switched after the rollback), and nothing of dave's ever adopts.
 fn applications_on(sim: &SimAccount, day: u32, old_keys: &[String]) {
     for (i, user) in USERS.iter().enumerate() {
         let keys = sim.keys(user);
@@ -141,8 +147,13 @@ fn applications_on(sim: &SimAccount, day: u32, old_keys: &[String]) {
         let still_on_old = match *user {
             "bob" => day < 6,    // bob's batch job is updated on day 6
             "carol" => day == 9, // a forgotten cron job of carol's runs on day 9
+            "dave" => true,      // dave's application is never updated
             _ => false,
         };
+        if *user == "dave" {
+            sim.use_key(&old_keys[i], "s3", "eu-west-1");
+            continue;
+        }
         if still_on_old || (day < 1 && new_key.is_none()) {
             sim.use_key(&old_keys[i], "s3", "eu-west-1");
         }
@@ -181,7 +192,11 @@ fn print_status(
                 .map(|r| {
                     vec![
                         r.user.clone(),
-                        r.phase.to_string(),
+                        if r.overdue {
+                            format!("{} (OVERDUE)", r.phase)
+                        } else {
+                            r.phase.to_string()
+                        },
                         output::time(r.phase_since),
                         r.next_step.clone(),
                     ]

@@ -6,13 +6,17 @@ use super::{is_plan_path, plan_path, Context, Status};
 use crate::cli::ShowArgs;
 use crate::output::{self, opt_time, time};
 use crate::plan::{mask_key, Plan, PlanStore};
-use crate::rotation::outlook;
+use crate::rotation::{outlook, overdue};
 
 #[derive(Serialize)]
 struct Shown<'a> {
     plan: &'a Plan,
     next_step: String,
     due_at: Option<chrono::DateTime<chrono::Utc>>,
+    overdue: bool,
+    overdue_reason: Option<String>,
+    /// The exact command to run next, or null.
+    next_command: Option<String>,
 }
 
 pub async fn execute(context: &Context, args: ShowArgs) -> anyhow::Result<Status> {
@@ -25,11 +29,16 @@ pub async fn execute(context: &Context, args: ShowArgs) -> anyhow::Result<Status
     let plan = PlanStore::load(&path)?;
     let now = context.clock.now();
     let look = outlook(&plan, now);
+    let overdue = overdue(&plan, now);
+    let next_command = context.next_command(&plan);
     if context.json() {
         output::json(&Shown {
             plan: &plan,
             next_step: look.next_step,
             due_at: look.due_at,
+            overdue: overdue.is_some(),
+            overdue_reason: overdue.map(|o| o.what),
+            next_command,
         })?;
         return Ok(Status::Success);
     }
@@ -79,6 +88,16 @@ pub async fn execute(context: &Context, args: ShowArgs) -> anyhow::Result<Status
     }
     output::line(format!("next      {}", look.next_step));
     output::line(format!("due at    {}", opt_time(look.due_at)));
+    if let Some(command) = &next_command {
+        output::line(format!("run next  {command}"));
+    }
+    if let Some(overdue) = &overdue {
+        output::line(format!(
+            "OVERDUE   since {}: {}",
+            time(overdue.since),
+            overdue.what
+        ));
+    }
     if !plan.observations.is_empty() {
         output::line("\nobservations (last use as IAM reported it)");
         let rows = plan

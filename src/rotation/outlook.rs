@@ -184,7 +184,7 @@ pub fn overdue(plan: &Plan, now: DateTime<Utc>) -> Option<Overdue> {
             (
                 start + policy.adoption_wait.to_chrono() + grace,
                 format!(
-                    "the new key {} has not been used {} after the adoption began: deploy it \
+                    "the new key {} has not been used in the {} since the adoption began: deploy it \
                      from {} to the applications that use {old}, or end the rotation with \
                      `iam-rotate rollback --abort {user}`",
                     mask_key(&new_key.id),
@@ -200,7 +200,7 @@ pub fn overdue(plan: &Plan, now: DateTime<Utc>) -> Option<Overdue> {
             (
                 start + policy.quiet_period.to_chrono() + grace,
                 format!(
-                    "the old key {old} is still in use {} after the rotation began checking it: \
+                    "the old key {old} is still in use, {} after the rotation began checking it: \
                      find what uses it (CloudTrail events with this access key id) and switch \
                      it to the new key",
                     crate::duration::relative(start, now).trim_end_matches(" ago"),

@@ -832,7 +832,9 @@ fn every_shipped_policy_is_a_2012_10_17_policy_document() {
         [
             "delivery-secretsmanager.json",
             "delivery-ssm.json",
+            "member-role.json",
             "operator.json",
+            "org-runner.json",
             "self-rotate.json"
         ]
     );
@@ -853,7 +855,16 @@ fn every_shipped_policy_is_a_2012_10_17_policy_document() {
             for action in actions(statement) {
                 let (service, operation) = action.split_once(':').expect("service:Action");
                 assert!(
-                    ["iam", "secretsmanager", "ssm", "kms"].contains(&service),
+                    [
+                        "iam",
+                        "secretsmanager",
+                        "ssm",
+                        "kms",
+                        "organizations",
+                        "sts",
+                        "s3"
+                    ]
+                    .contains(&service),
                     "{name}: {action}"
                 );
                 assert!(!operation.contains('*'), "{name}: {action} is a wildcard");

@@ -249,13 +249,17 @@ fn a_batch_of_users_is_planned_run_concurrently_and_reported() {
         ])
     );
     assert_plain(&rerun.stderr);
-    let results = rerun.json();
+    let document = rerun.json();
+    let results = &document["results"];
     assert_eq!(results.as_array().unwrap().len(), OLD_USERS - 1);
     assert!(results
         .as_array()
         .unwrap()
         .iter()
         .all(|r| r["state"] == "waiting"));
+    assert_eq!(document["summary"]["total"], OLD_USERS - 1);
+    assert_eq!(document["summary"]["counts"]["waiting"], OLD_USERS - 1);
+    assert_eq!(document["summary"]["counts"]["failed"], 0);
     assert_eq!(all_keys(&env, &planned_users), {
         let mut m = BTreeMap::new();
         for user in &planned_users {

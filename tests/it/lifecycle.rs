@@ -442,7 +442,19 @@ fn verbose_logs_carry_no_secret() {
     // JSON output names the key but never the secret.
     let run = env.run(&["--output", "json", "run", "kit"]);
     run.expect(0);
-    assert_eq!(run.json()[0]["user"], "kit");
+    let result = &run.json()["results"][0];
+    assert_eq!(result["user"], "kit");
+    assert_eq!(result["state"], "waiting");
+    assert_eq!(result["phase"], "wait_for_adoption");
+    let next = result["next_command"].as_str().unwrap();
+    assert!(
+        next.starts_with("iam-rotate ") && next.ends_with(" run kit"),
+        "{next}"
+    );
+    assert_eq!(result["actions"], serde_json::json!([]), "nothing was due");
+    let history = env.plan_text("kit");
+    assert!(history.contains("kind: created_key"), "{history}");
+    assert!(result["waiting_until"].is_string(), "{result}");
     env.assert_no_secret_leaked(&[&csv]);
 }
 
@@ -496,7 +508,10 @@ fn demo_runs_every_phase_without_aws() {
         "verify",
         "deleted old key",
         "BLOCKED",
-        "rolled_back",
+        "rollback (step 5 → 2): reactivated old key",
+        "back to wait_for_adoption",
+        "carol: deleted old key",
+        "OVERDUE",
         "done",
     ] {
         assert!(

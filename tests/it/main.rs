@@ -15,5 +15,6 @@ mod notify;
 mod offline;
 mod orphans;
 mod proxy;
+mod recovery;
 mod safety;
 mod self_safety;
