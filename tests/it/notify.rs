@@ -245,6 +245,24 @@ fn planned_fast(env: &Env, extra: &[&str]) {
     env.run(&args).expect(0);
 }
 
+/// The plan on disk validates against `iam-rotate schema`.
+#[track_caller]
+fn assert_valid_plan(env: &Env) {
+    let schema = env.run(&["schema"]).expect(0).json();
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    let text = env.plan_text("alice");
+    let plan: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let plan = serde_json::to_value(plan).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&plan)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{text}");
+}
+
 fn assert_notice(notice: &Value, event: &str, phase: &str, env: &Env) {
     let mut fields: Vec<&str> = notice
         .as_object()
@@ -325,6 +343,7 @@ fn a_finished_rotation_is_announced_on_sns_and_to_the_plan_s_owners() {
     let plan = env.plan_yaml("alice");
     assert_eq!(plan["notifications"]["last_sent"]["event"], "done");
     assert!(plan["notifications"]["pending"].is_null());
+    assert_valid_plan(&env);
 
     keep_for_scan(&env, &published);
     env.assert_no_secret_leaked(&[&env.default_csv("alice")]);
@@ -406,6 +425,7 @@ fn a_dead_webhook_changes_nothing_and_the_next_run_sends_again() {
         to.starts_with(&format!("webhook:http://127.0.0.1:{port}/… #")),
         "{to}"
     );
+    assert_valid_plan(&env);
 
     // The webhook is back: the next run delivers the notice as it was.
     let hook = Hook::on(TcpListener::bind(("127.0.0.1", port)).unwrap());
