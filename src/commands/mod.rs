@@ -203,6 +203,17 @@ pub fn command_line(flags: &[String], words: &[&str], user: &str) -> String {
     parts.join(" ")
 }
 
+/// The `--notify` specs `plan` keeps in each plan: as typed, once each.
+fn plan_notify(specs: &[String]) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::new();
+    for spec in specs.iter().map(|s| s.trim()) {
+        if !kept.iter().any(|k| k == spec) {
+            kept.push(spec.to_string());
+        }
+    }
+    kept
+}
+
 /// The global flags of this invocation that a printed next command must
 /// repeat to act on the same plans with the same credentials.
 fn repeated_flags(cli: &Cli) -> Vec<String> {
@@ -298,7 +309,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         clock,
         quiet: cli.quiet,
         notify,
-        plan_notify: cli.notify.iter().map(|s| s.trim().to_string()).collect(),
+        plan_notify: plan_notify(&cli.notify),
         aws: tokio::sync::OnceCell::new(),
     };
     match cli.command {

@@ -69,7 +69,8 @@ impl Notice {
 
     /// The body: one line of JSON.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        // Plain strings, a time and enums: serializing cannot fail.
+        serde_json::to_string(self).expect("a notice always serializes")
     }
 }
 
@@ -271,7 +272,8 @@ impl Notifier {
                         "{}: could not send the {} notice to {label}: {error}. It is kept in \
                          the plan and sent again by the next run",
                         notice.user,
-                        notice.event
+                        notice.event,
+                        error = error.trim_end_matches('.')
                     );
                     unsent.push(label);
                 }

@@ -170,21 +170,36 @@ fn sqs(env: &Env, operation: &str, request: Value) -> Value {
 /// A topic and a queue subscribed to it with raw delivery: what is
 /// published arrives in the queue as it was sent.
 fn topic_with_queue(env: &Env) -> (String, String) {
-    let queue = sqs(env, "CreateQueue", json!({"QueueName": "rotation-notices"}));
-    let queue_url = queue["QueueUrl"].as_str().unwrap().to_string();
+    topic_with_queue_named(env, "key-rotation", "rotation-notices")
+}
+
+/// The same with names of one's choice: a `.fifo` pair is a FIFO topic
+/// (without content-based deduplication) and a FIFO queue.
+fn topic_with_queue_named(env: &Env, topic: &str, queue: &str) -> (String, String) {
+    let fifo = topic.ends_with(".fifo");
+    let attributes = if fifo {
+        json!({"FifoQueue": "true"})
+    } else {
+        json!({})
+    };
+    let answer = sqs(
+        env,
+        "CreateQueue",
+        json!({"QueueName": queue, "Attributes": attributes}),
+    );
+    let queue_url = answer["QueueUrl"].as_str().unwrap().to_string();
     let sns = sns(env);
     let topic_arn = env.block_on(async {
-        let topic = sns
-            .create_topic()
-            .name("key-rotation")
-            .send()
-            .await
-            .unwrap();
+        let mut create = sns.create_topic().name(topic);
+        if fifo {
+            create = create.attributes("FifoTopic", "true");
+        }
+        let topic = create.send().await.unwrap();
         let topic_arn = topic.topic_arn().unwrap().to_string();
         sns.subscribe()
             .topic_arn(&topic_arn)
             .protocol("sqs")
-            .endpoint(format!("arn:aws:sqs:us-east-1:{ACCOUNT}:rotation-notices"))
+            .endpoint(format!("arn:aws:sqs:us-east-1:{ACCOUNT}:{queue}"))
             .attributes("RawMessageDelivery", "true")
             .send()
             .await
@@ -345,6 +360,26 @@ fn a_finished_rotation_is_announced_on_sns_and_to_the_plan_s_owners() {
     assert!(plan["notifications"]["pending"].is_null());
     assert_valid_plan(&env);
 
+    keep_for_scan(&env, &published);
+    env.assert_no_secret_leaked(&[&env.default_csv("alice")]);
+}
+
+#[test]
+fn a_fifo_topic_gets_its_notices_in_a_group_per_plan() {
+    let env = moto_env!();
+    let (topic_arn, queue_url) = topic_with_queue_named(&env, "rotation.fifo", "notices.fifo");
+    let old = env.user("alice", 1).remove(0);
+    env.run(&["plan", "alice"]).expect(0);
+    env.run(&["run", "alice"]).expect(0);
+    env.delivered("alice");
+    env.set_key_status("alice", &old.id, "Inactive");
+    let run = env.run(&["--notify", &format!("sns:{topic_arn}"), "run", "alice"]);
+    run.expect(3);
+    assert!(!run.stderr.contains("could not send"), "{}", run.stderr);
+    let published = queued(&env, &queue_url);
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_notice(&published[0], "blocked", "blocked", &env);
+    assert!(env.plan_yaml("alice")["notifications"]["pending"].is_null());
     keep_for_scan(&env, &published);
     env.assert_no_secret_leaked(&[&env.default_csv("alice")]);
 }
