@@ -573,6 +573,15 @@ fn overdue_is_announced_at_most_once_a_day() {
     assert_eq!(run_on(15.5), ["overdue"]);
     assert_eq!(run_on(15.9), ["overdue"]);
     assert_eq!(run_on(16.1), ["overdue", "overdue"]);
+    // A dry run writes nothing and tells nobody, overdue or not.
+    let before = env.plan_text("alice");
+    env.run_at(
+        Some(17.5),
+        &["--notify", &hook.spec(), "run", "--dry-run", "alice"],
+    )
+    .expect(0);
+    assert_eq!(hook.events(), ["overdue", "overdue"]);
+    assert_eq!(env.plan_text("alice"), before);
 
     let bodies: Vec<Value> = hook.posts().into_iter().map(|p| p.body).collect();
     keep_for_scan(&env, &bodies);
