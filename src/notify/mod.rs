@@ -15,7 +15,8 @@ mod sns;
 mod spec;
 mod webhook;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -142,6 +143,9 @@ pub struct Notifier {
     transport: Arc<dyn Transport>,
     /// The global flags a notice's next command repeats.
     command_flags: Vec<String>,
+    /// Targets that failed in this process: not tried again until the next
+    /// run, so that a dead endpoint costs one timeout, not one per plan.
+    down: Mutex<HashSet<String>>,
 }
 
 impl Notifier {
@@ -150,6 +154,7 @@ impl Notifier {
             targets,
             transport,
             command_flags: Vec::new(),
+            down: Mutex::default(),
         }
     }
 
@@ -157,12 +162,6 @@ impl Notifier {
     pub fn with_command_flags(mut self, flags: Vec<String>) -> Self {
         self.command_flags = flags;
         self
-    }
-
-    /// A notifier with no targets of its own (plans may still name some)
-    /// that cannot reach any: for tests and the simulated account.
-    pub fn offline() -> Self {
-        Notifier::new(Vec::new(), Arc::new(Offline))
     }
 
     /// After `run` ended on a plan (not a dry run): the events it caused,
@@ -223,6 +222,20 @@ impl Notifier {
         targets
     }
 
+    fn is_down(&self, label: &str) -> bool {
+        self.down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(label)
+    }
+
+    fn mark_down(&self, label: &str) {
+        self.down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(label.to_string());
+    }
+
     async fn deliver(
         &self,
         locked: &mut LockedPlan,
@@ -267,14 +280,20 @@ impl Notifier {
                     unsent.push(label);
                     continue;
                 };
+                if self.is_down(&label) {
+                    unsent.push(label);
+                    continue;
+                }
                 if let Err(error) = self.transport.send(target, &notice).await {
                     tracing::warn!(
                         "{}: could not send the {} notice to {label}: {error}. It is kept in \
-                         the plan and sent again by the next run",
+                         the plan and sent again by the next run, as are this run's other \
+                         notices to that target",
                         notice.user,
                         notice.event,
                         error = error.trim_end_matches('.')
                     );
+                    self.mark_down(&label);
                     unsent.push(label);
                 }
             }
@@ -305,16 +324,6 @@ impl Notifier {
                 );
             }
         }
-    }
-}
-
-/// Reaches nothing: every notice stays pending.
-struct Offline;
-
-#[async_trait]
-impl Transport for Offline {
-    async fn send(&self, _target: &Target, _notice: &Notice) -> Result<(), String> {
-        Err("notifications are not sent from here".into())
     }
 }
 

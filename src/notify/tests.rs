@@ -252,9 +252,10 @@ async fn an_unsent_notice_is_kept_and_retried_only_where_it_failed() {
     let mut locked = locked_plan(dir.path(), &[]);
     let recorder = Arc::new(Recorder::default());
     recorder.set_down(&label(RUNNER_HOOK), true);
-    let notifier = notifier(&recorder, &[RUNNER_TOPIC, RUNNER_HOOK]);
+    // Each run is a new process with a new notifier.
+    let run = || notifier(&recorder, &[RUNNER_TOPIC, RUNNER_HOOK]);
     let overdue = vec![(NoticeEvent::Overdue, "waiting too long".into())];
-    notifier
+    run()
         .deliver(&mut locked, overdue, &Guidance::default(), t0())
         .await;
     assert_eq!(
@@ -274,7 +275,7 @@ async fn an_unsent_notice_is_kept_and_retried_only_where_it_failed() {
 
     // Still down: still pending, nothing sent twice to the topic.
     let later = t0() + Duration::hours(1);
-    notifier
+    run()
         .deliver(&mut locked, Vec::new(), &Guidance::default(), later)
         .await;
     assert!(recorder.take().is_empty());
@@ -282,7 +283,7 @@ async fn an_unsent_notice_is_kept_and_retried_only_where_it_failed() {
 
     // Back up: the notice goes out as it was, to the webhook alone.
     recorder.set_down(&label(RUNNER_HOOK), false);
-    notifier
+    run()
         .deliver(&mut locked, Vec::new(), &Guidance::default(), later)
         .await;
     let sent = std::mem::take(&mut *recorder.sent.lock().unwrap());
@@ -373,4 +374,44 @@ fn a_plan_with_a_malformed_target_is_refused_on_load_without_its_url() {
     let fine = format!("{PLAN}notify:\n- {OWNERS_HOOK}\n- {RUNNER_TOPIC}\n");
     let plan = crate::plan::store::parse(&fine, path).unwrap();
     assert_eq!(plan.notify, [OWNERS_HOOK, RUNNER_TOPIC]);
+}
+
+#[tokio::test]
+async fn a_target_that_failed_is_not_tried_again_in_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Counting::default());
+    let notifier = Notifier::new(vec![Target::parse(RUNNER_HOOK).unwrap()], recorder.clone());
+    let mut alice = locked_plan(dir.path(), &[]);
+    for reason in ["first", "second"] {
+        notifier
+            .deliver(
+                &mut alice,
+                vec![(NoticeEvent::Failed, reason.into())],
+                &Guidance::default(),
+                t0(),
+            )
+            .await;
+    }
+    // One attempt for the whole process; both notices wait for the next.
+    assert_eq!(*recorder.attempts.lock().unwrap(), 1);
+    assert_eq!(alice.plan.notifications.pending.len(), 2);
+    let next_run = Notifier::new(vec![Target::parse(RUNNER_HOOK).unwrap()], recorder.clone());
+    next_run
+        .deliver(&mut alice, Vec::new(), &Guidance::default(), t0())
+        .await;
+    assert_eq!(*recorder.attempts.lock().unwrap(), 2);
+}
+
+/// Refuses everything, counting the attempts.
+#[derive(Default)]
+struct Counting {
+    attempts: Mutex<usize>,
+}
+
+#[async_trait]
+impl Transport for Counting {
+    async fn send(&self, _target: &Target, _notice: &Notice) -> Result<(), String> {
+        *self.attempts.lock().unwrap() += 1;
+        Err("no answer within 10s".into())
+    }
 }
