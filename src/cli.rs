@@ -35,6 +35,7 @@ Environment:
   IAM_ROTATE_LOG_FORMAT  --log-format: text (default) or json, one object per log line
   NO_COLOR               no ANSI colours in logs (there are none off a terminal either)
   IAM_ROTATE_ROLE_ARN    --role-arn
+  IAM_ROTATE_NOTIFY      more --notify targets, comma-separated (not kept in plans by `plan`)
   AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_IAM, AWS_SHARED_CREDENTIALS_FILE,
   AWS_MAX_ATTEMPTS, AWS_RETRY_MODE and the rest of the standard AWS credentials chain
 
@@ -131,6 +132,16 @@ pub struct Cli {
         value_name = "FORMAT"
     )]
     pub log_format: LogFormat,
+
+    /// Tell people when a plan needs them: a notice (one JSON object) goes
+    /// to SPEC when a plan becomes blocked, is overdue (at most once a day),
+    /// fails, is rolled back or is done. SPEC is sns:TOPIC_ARN (SNS Publish)
+    /// or webhook:URL (an HTTPS POST; plain http only to localhost).
+    /// Repeatable; IAM_ROTATE_NOTIFY adds more, comma-separated. With
+    /// `plan`, the --notify targets are kept in each plan, for the user's
+    /// owners, and every later run notifies them too.
+    #[arg(long, global = true, value_name = "SPEC", action = ArgAction::Append)]
+    pub notify: Vec<String>,
 
     /// Only errors on stderr.
     #[arg(short, long, global = true, conflicts_with = "verbose")]

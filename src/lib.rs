@@ -12,6 +12,7 @@
 //! - [`fleet`] works on many users at once: the `report` inventory,
 //!   `plan --all` and concurrent `run --all`.
 //! - [`deliver`] writes a new secret to its destination, and nowhere else.
+//! - [`notify`] tells people (SNS, webhooks) when a plan needs them.
 //! - [`cli`] and [`commands`] parse arguments and print results.
 
 pub mod atomic;
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod fleet;
 pub mod iam;
+pub mod notify;
 pub mod output;
 pub mod plan;
 pub mod planner;

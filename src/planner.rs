@@ -41,6 +41,8 @@ pub struct PlanRequest<'a> {
     pub older_than: Option<chrono::Duration>,
     /// The command planning: `plan` or `self-rotate`.
     pub kind: PlanKind,
+    /// `plan --notify`: notification targets kept in the plan (checked).
+    pub notify: &'a [String],
 }
 
 /// Plans one user named on the command line: reads the user (GetUser) and
@@ -254,6 +256,7 @@ fn write_plan(
         user_arn: user_info.arn.clone(),
         delivery: destination.to_string(),
         credentials_file: destination.credentials_file().map(Into::into),
+        notify: request.notify.to_vec(),
         policy: request.policy.clone(),
         old_key: OldKey {
             id: old.id.clone(),
@@ -270,6 +273,7 @@ fn write_plan(
         blocked_in: None,
         blocked_reason: None,
         last_error: None,
+        notifications: Default::default(),
         observations: Vec::new(),
         history: Vec::new(),
     };
@@ -372,6 +376,7 @@ pub async fn open_self_rotation(
         delivery,
         older_than: None,
         kind: PlanKind::SelfRotate,
+        notify: &[],
     };
     match plan_user(iam, store, caller, &stamp, &request).await? {
         Planned::Planned { .. } => {}

@@ -236,6 +236,12 @@ pub fn secretsmanager(config: &SdkConfig) -> aws_sdk_secretsmanager::config::Bui
     aws_sdk_secretsmanager::config::Builder::from(config).interceptor(RequestLog)
 }
 
+/// An SNS config builder that logs its requests; the caller may change
+/// its region (a topic's ARN names its own).
+pub fn sns(config: &SdkConfig) -> aws_sdk_sns::config::Builder {
+    aws_sdk_sns::config::Builder::from(config).interceptor(RequestLog)
+}
+
 #[cfg(test)]
 mod tests {
     use super::error_code;

@@ -73,6 +73,7 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
             delivery: &delivery,
             older_than: None,
             kind: crate::plan::PlanKind::Plan,
+            notify: &[],
         };
         let planned = plan_user(&sim, &store, &caller, &stamp, &request).await?;
         if !context.json() {

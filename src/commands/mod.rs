@@ -27,6 +27,7 @@ use crate::deliver::Deliverer;
 use crate::engine::Outcome;
 use crate::error::UsageError;
 use crate::iam::{Caller, Iam};
+use crate::notify::{Notifier, Senders, Target};
 use crate::plan::store::is_valid_user_name;
 use crate::plan::PlanStore;
 
@@ -75,6 +76,11 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// `-q`: no progress, only errors on stderr.
     pub quiet: bool,
+    /// Where notices go: `--notify` and `IAM_ROTATE_NOTIFY`.
+    pub notify: Vec<Target>,
+    /// The `--notify` specs as typed (without the environment's), which
+    /// `plan` keeps in each plan.
+    pub plan_notify: Vec<String>,
     /// The global flags a printed next command repeats, so that it works
     /// where this one did (plans folder, profile, region, endpoint, role).
     pub repeated_flags: Vec<String>,
@@ -101,6 +107,14 @@ impl Context {
     /// (Secrets Manager, SSM) need.
     pub async fn deliverer(&self) -> Deliverer {
         Deliverer::new(Some(self.aws().await.0.clone()), self.json())
+    }
+
+    /// Sends plans' notices to `--notify` targets and the plans' own, with
+    /// the process's SDK configuration for SNS.
+    pub async fn notifier(&self) -> Notifier {
+        let senders = Senders::new(Some(self.aws().await.0.clone()));
+        Notifier::new(self.notify.clone(), Arc::new(senders))
+            .with_command_flags(self.repeated_flags.clone())
     }
 
     pub async fn iam(&self) -> &AwsIam {
@@ -189,6 +203,17 @@ pub fn command_line(flags: &[String], words: &[&str], user: &str) -> String {
     parts.join(" ")
 }
 
+/// The `--notify` specs `plan` keeps in each plan: as typed, once each.
+fn plan_notify(specs: &[String]) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::new();
+    for spec in specs.iter().map(|s| s.trim()) {
+        if !kept.iter().any(|k| k == spec) {
+            kept.push(spec.to_string());
+        }
+    }
+    kept
+}
+
 /// The global flags of this invocation that a printed next command must
 /// repeat to act on the same plans with the same credentials.
 fn repeated_flags(cli: &Cli) -> Vec<String> {
@@ -241,6 +266,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         Command::Schema(_) => return schema::execute(),
         _ => {}
     }
+    // A mistyped target is a usage error before anything is read or done.
+    let notify = crate::notify::parse_all(
+        cli.notify.iter().map(String::as_str),
+        std::env::var(crate::notify::ENV).ok().as_deref(),
+    )
+    .map_err(UsageError)?;
     let clock = clock::from_env().map_err(UsageError)?;
     if clock.note().is_some() {
         let endpoint =
@@ -277,6 +308,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         },
         clock,
         quiet: cli.quiet,
+        notify,
+        plan_notify: plan_notify(&cli.notify),
         aws: tokio::sync::OnceCell::new(),
     };
     match cli.command {

@@ -38,6 +38,7 @@ pub async fn execute(context: &Context, args: PlanArgs) -> anyhow::Result<Status
             delivery,
             older_than: None,
             kind: crate::plan::PlanKind::Plan,
+            notify: &context.plan_notify,
         };
         let planned = match plan_user(iam, &context.plans, &caller, &stamp, &request).await {
             Ok(p) => p,
@@ -107,6 +108,7 @@ async fn plan_all(
         delivery,
         older_than: args.older_than.map(|d| d.to_chrono()),
         concurrency: usize::from(args.concurrency),
+        notify: &context.plan_notify,
     };
     let rows = fleet::plan_all(iam, &context.plans, caller, stamp, users, &request).await;
     let group = |f: fn(&Planned) -> bool| rows.iter().filter(|r| f(&r.planned)).collect::<Vec<_>>();

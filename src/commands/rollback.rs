@@ -42,7 +42,12 @@ pub async fn execute(context: &Context, args: RollbackArgs) -> anyhow::Result<St
         abort: args.abort,
         delete_new: args.delete_new,
     };
+    let before = crate::notify::Before::of(&locked.plan);
     let (report, unchanged) = engine.rollback(&mut locked, options).await?;
+    let notifier = context.notifier().await;
+    notifier
+        .after_rollback(&mut locked, &before, context.clock.now())
+        .await;
     let plan = &locked.plan;
     let next_command = context.next_command(plan);
     if context.json() {

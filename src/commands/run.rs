@@ -63,6 +63,7 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
         clock: context.clock.clone(),
         deliver: Arc::new(context.deliverer().await),
         caller,
+        notifier: Some(Arc::new(context.notifier().await)),
     };
     let options = RunOptions {
         dry_run: args.dry_run,

@@ -26,6 +26,8 @@ pub struct PlanAllRequest<'a> {
     /// Only users whose active key is older than this.
     pub older_than: Option<chrono::Duration>,
     pub concurrency: usize,
+    /// `plan --notify`: notification targets kept in every plan (checked).
+    pub notify: &'a [String],
 }
 
 /// Plans each of `users` (from ListUsers), at most `concurrency` at once.
@@ -47,6 +49,7 @@ pub async fn plan_all(
                 delivery: request.delivery,
                 older_than: request.older_than,
                 kind: crate::plan::PlanKind::Plan,
+                notify: request.notify,
             };
             let planned = plan_listed_user(iam, store, caller, stamp, &one, &user)
                 .await

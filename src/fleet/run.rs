@@ -18,6 +18,7 @@ use crate::commands::user_of;
 use crate::deliver::Deliver;
 use crate::engine::{Engine, Outcome, RunAction, RunOptions, RunReport};
 use crate::iam::{Caller, Iam};
+use crate::notify::{self, Notifier};
 use crate::plan::PlanStore;
 
 /// One plan's line in the result: a report, or why there is none.
@@ -171,6 +172,8 @@ pub struct Fleet {
     pub deliver: Arc<dyn Deliver>,
     /// STS GetCallerIdentity, taken once for the whole batch.
     pub caller: Caller,
+    /// Tells people when a plan needs them; `None`: nobody is told.
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 impl Fleet {
@@ -219,7 +222,10 @@ pub async fn run_all(
             };
             progress.started(&user_of(&path));
             let fleet = fleet.clone();
-            let handle = tasks.spawn(async move { run_one(&fleet.engine(), path, options).await });
+            let handle = tasks.spawn(async move {
+                let notifier = fleet.notifier.as_deref();
+                run_one_with(&fleet.engine(), notifier, path, options).await
+            });
             task_index.insert(handle.id(), index);
         }
         let Some(joined) = tasks.join_next_with_id().await else {
@@ -252,6 +258,17 @@ pub async fn run_all(
 
 /// Locks, loads and advances one plan; never fails the batch.
 pub async fn run_one(engine: &Engine<'_>, path: PathBuf, options: RunOptions) -> RunResult {
+    run_one_with(engine, None, path, options).await
+}
+
+/// [`run_one`], then (unless a dry run) the plan's notices are sent under
+/// the same lock.
+pub async fn run_one_with(
+    engine: &Engine<'_>,
+    notifier: Option<&Notifier>,
+    path: PathBuf,
+    options: RunOptions,
+) -> RunResult {
     let user = user_of(&path);
     let failed = |path: PathBuf, reason: String, actions: Vec<RunAction>| RunResult::Other {
         user: user.clone(),
@@ -274,7 +291,13 @@ pub async fn run_one(engine: &Engine<'_>, path: PathBuf, options: RunOptions) ->
         }
         Err(e) => return failed(path, e.to_string(), Vec::new()),
     };
-    match engine.run(&mut locked, options).await {
+    let before = notify::Before::of(&locked.plan);
+    let result = engine.run(&mut locked, options).await;
+    if let (Some(notifier), false) = (notifier, options.dry_run) {
+        let now = engine.clock.now();
+        notifier.after_run(&mut locked, &before, &result, now).await;
+    }
+    match result {
         Ok(report) => RunResult::Report(report),
         Err(failure) => failed(path, failure.error.to_string(), failure.actions),
     }

@@ -122,6 +122,7 @@ impl World {
             delivery: "file:/nonexistent/{user}.csv",
             older_than,
             concurrency: 4,
+            notify: &[],
         };
         plan_all(
             self.gauge.as_ref(),
@@ -140,6 +141,7 @@ impl World {
             clock: Arc::new(self.clock.clone()),
             deliver: self.deliver.clone(),
             caller: self.caller.clone(),
+            notifier: None,
         }
     }
 
@@ -351,6 +353,7 @@ async fn requests_per_phase_are_exactly_what_the_guards_need() {
         delivery: "file:/nonexistent/{user}.csv",
         older_than: None,
         kind: crate::plan::PlanKind::Plan,
+        notify: &[],
     };
     let planned = w
         .calls_of(crate::planner::plan_user(
@@ -480,6 +483,7 @@ async fn a_zero_wait_plan_still_runs_to_done_in_one_run_on_a_moving_clock() {
         delivery: "file:/nonexistent/{user}.csv",
         older_than: None,
         kind: crate::plan::PlanKind::Plan,
+        notify: &[],
     };
     request.older_than = None;
     let _ = crate::planner::plan_user(&w.sim, &w.store, &w.caller, &w.stamp(), &request).await;
@@ -562,6 +566,7 @@ async fn a_whole_rotation_in_one_run_takes_nine_calls() {
         delivery: "file:/nonexistent/{user}.csv",
         older_than: None,
         kind: crate::plan::PlanKind::Plan,
+        notify: &[],
     };
     crate::planner::plan_user(&w.sim, &w.store, &w.caller, &w.stamp(), &request)
         .await

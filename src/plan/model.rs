@@ -286,6 +286,90 @@ impl From<&str> for Action {
     }
 }
 
+/// Something about a plan a person should hear of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeEvent {
+    /// The plan became blocked: a person must act.
+    Blocked,
+    /// The plan has waited longer than its policy allows (at most one
+    /// notice a day).
+    Overdue,
+    /// A run failed on the plan with a new error.
+    Failed,
+    /// `rollback` reactivated the old key or ended the rotation.
+    RolledBack,
+    /// The rotation finished: the old key is deleted.
+    Done,
+}
+
+impl NoticeEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeEvent::Blocked => "blocked",
+            NoticeEvent::Overdue => "overdue",
+            NoticeEvent::Failed => "failed",
+            NoticeEvent::RolledBack => "rolled_back",
+            NoticeEvent::Done => "done",
+        }
+    }
+}
+
+impl fmt::Display for NoticeEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A notice that some target has not accepted yet; the next run sends it
+/// again, as it was.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PendingNotice {
+    pub event: NoticeEvent,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// The plan's phase then.
+    pub phase: Phase,
+    /// What happened and what to do.
+    pub reason: String,
+    /// The command to run next, as it was then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_command: Option<String>,
+    /// The targets still to reach: an SNS topic's `sns:ARN`, or a webhook's
+    /// scheme, host and fingerprint (never its full URL).
+    pub to: Vec<String>,
+}
+
+/// The last notice every target accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SentNotice {
+    pub event: NoticeEvent,
+    pub at: DateTime<Utc>,
+}
+
+/// What people were told about a plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Notifications {
+    /// When an `overdue` notice was last made; the next waits a day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overdue_sent_at: Option<DateTime<Utc>>,
+    /// The last notice every target accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sent: Option<SentNotice>,
+    /// Notices not yet accepted everywhere, oldest first, at most 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingNotice>,
+}
+
+impl Notifications {
+    pub fn is_empty(&self) -> bool {
+        *self == Notifications::default()
+    }
+}
+
 /// The whole state of one user's rotation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -317,6 +401,11 @@ pub struct Plan {
     /// where the plan says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_file: Option<std::path::PathBuf>,
+    /// `plan --notify`: where this plan's notices go (`sns:TOPIC_ARN`,
+    /// `webhook:URL`), for the user's owners, besides the runner's own
+    /// `--notify` targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
     /// The waits this rotation keeps.
     pub policy: Policy,
     /// The key being retired.
@@ -347,6 +436,9 @@ pub struct Plan {
     /// The last error a run met on this plan, kept until a run succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// What people were told about this plan, and what is still to be told.
+    #[serde(default, skip_serializing_if = "Notifications::is_empty")]
+    pub notifications: Notifications,
     /// Last-used samples taken by each run, newest last, at most 20.
     #[serde(default)]
     pub observations: Vec<Observation>,

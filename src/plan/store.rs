@@ -398,7 +398,22 @@ fn anchor_or_alias(text: &str) -> Option<(usize, usize, &'static str)> {
 pub fn validate(plan: &Plan, path: &Path) -> Result<(), String> {
     validate_place(plan, path)?;
     validate_policy(plan)?;
+    validate_notify(plan)?;
     validate_phase(plan)
+}
+
+/// Every `notify:` entry is a target iam-rotate can send to.
+fn validate_notify(plan: &Plan) -> Result<(), String> {
+    for (index, spec) in plan.notify.iter().enumerate() {
+        crate::notify::Target::parse(spec).map_err(|e| {
+            format!(
+                "`notify:` entry {}: {e}. Correct it, or remove it to notify only the \
+                 --notify targets",
+                index + 1
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// What a failed check tells the operator to do, when nothing better fits.

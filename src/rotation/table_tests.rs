@@ -103,6 +103,7 @@ fn plan_in(phase: Phase) -> Plan {
         user_arn: USER_ARN.into(),
         delivery: DELIVERY.into(),
         credentials_file: None,
+        notify: Vec::new(),
         policy: Policy::default(),
         old_key: OldKey {
             id: OLD.into(),
@@ -123,6 +124,7 @@ fn plan_in(phase: Phase) -> Plan {
         blocked_in: None,
         blocked_reason: None,
         last_error: None,
+        notifications: Default::default(),
         observations: Vec::new(),
         history: Vec::new(),
     }

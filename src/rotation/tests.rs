@@ -74,6 +74,7 @@ impl World {
                 delivery: "file:/tmp/{user}.csv",
                 older_than: None,
                 kind: crate::plan::PlanKind::Plan,
+                notify: &[],
             },
         )
         .await

@@ -833,6 +833,7 @@ fn every_shipped_policy_is_a_2012_10_17_policy_document() {
             "delivery-secretsmanager.json",
             "delivery-ssm.json",
             "member-role.json",
+            "notify-sns.json",
             "operator.json",
             "org-runner.json",
             "self-rotate.json"
@@ -862,7 +863,8 @@ fn every_shipped_policy_is_a_2012_10_17_policy_document() {
                         "kms",
                         "organizations",
                         "sts",
-                        "s3"
+                        "s3",
+                        "sns"
                     ]
                     .contains(&service),
                     "{name}: {action}"

@@ -11,6 +11,7 @@ mod fleet;
 mod harness;
 mod lifecycle;
 mod logs;
+mod notify;
 mod offline;
 mod orphans;
 mod proxy;
