@@ -94,7 +94,7 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
         ));
         results.clear();
         for path in store.list(ACCOUNT)? {
-            let result = run_one(&engine, path, RunOptions::default()).await;
+            let result = run_one(&engine, &store, path, RunOptions::default()).await;
             if !context.json() {
                 print_result(&result, now);
             }
@@ -110,7 +110,7 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
                     .into(),
             );
             let path = store.path_for(ACCOUNT, "carol");
-            if let Some(mut locked) = PlanStore::lock(&path)? {
+            if let Some(mut locked) = store.lock(&path)? {
                 let report = engine.rollback(&mut locked, false).await?;
                 for action in report.actions {
                     say(format!("carol: {action}"));
@@ -164,7 +164,7 @@ fn print_status(
     let rows: Vec<StatusRow> = store
         .list(ACCOUNT)?
         .into_iter()
-        .map(|path| PlanStore::load(&path).map(|plan| StatusRow::new(&plan, path, now)))
+        .map(|path| store.load(&path).map(|plan| StatusRow::new(&plan, path, now)))
         .collect::<Result<_, _>>()?;
     if context.json() {
         output::json(&rows)?;

@@ -56,6 +56,7 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
         clock: context.clock.clone(),
         deliver: Arc::new(context.deliverer().await),
         caller,
+        store: context.plans.clone(),
     };
     let options = RunOptions {
         dry_run: args.dry_run,

@@ -90,7 +90,7 @@ async fn select(context: &Context, args: &StatusArgs) -> anyhow::Result<Vec<Path
 }
 
 pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Status> {
-    if !context.plans.root().exists() {
+    if !context.plans.root_exists() {
         anyhow::bail!(
             "the plans folder {} does not exist. Pass --plans-dir (or set IAM_ROTATE_PLANS_DIR) \
              to the folder that holds your plans, or create plans with `iam-rotate plan`",
@@ -99,7 +99,7 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
     }
     let paths = select(context, &args).await?;
     let now = context.clock.now();
-    let rows = load_rows(&paths, now);
+    let rows = load_rows(&context.plans, &paths, now);
     let status = if rows.iter().any(|r| matches!(r, Row::Unreadable(_))) {
         Status::Failed
     } else {
@@ -169,8 +169,8 @@ const PARALLEL_FROM: usize = 512;
 
 /// Reads and parses every plan, in the order given. Parsing YAML is most of
 /// the cost of `status` over a big folder, so it is spread over the cores.
-fn load_rows(paths: &[PathBuf], now: DateTime<Utc>) -> Vec<Row> {
-    let load = |path: &PathBuf| match PlanStore::load(path) {
+fn load_rows(store: &PlanStore, paths: &[PathBuf], now: DateTime<Utc>) -> Vec<Row> {
+    let load = |path: &PathBuf| match store.load(path) {
         Ok(plan) => Row::Plan(Box::new(StatusRow::new(&plan, path.clone(), now))),
         Err(e) => Row::Unreadable(Unreadable {
             user: user_of(path),

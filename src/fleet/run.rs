@@ -18,6 +18,7 @@ use crate::commands::user_of;
 use crate::deliver::Deliver;
 use crate::engine::{Engine, Outcome, RunOptions, RunReport};
 use crate::iam::{Caller, Iam};
+use crate::plan::store::Busy;
 use crate::plan::PlanStore;
 
 /// One plan's line in the result: a report, or why there is none.
@@ -171,6 +172,8 @@ pub struct Fleet {
     pub deliver: Arc<dyn Deliver>,
     /// STS GetCallerIdentity, taken once for the whole batch.
     pub caller: Caller,
+    /// Where the plans are (a folder, or S3).
+    pub store: PlanStore,
 }
 
 impl Fleet {
@@ -219,7 +222,7 @@ pub async fn run_all(
             };
             progress.started(&user_of(&path));
             let fleet = fleet.clone();
-            let handle = tasks.spawn(async move { run_one(&fleet.engine(), path, options).await });
+            let handle = tasks.spawn(async move { run_one(&fleet.engine(), &fleet.store, path, options).await });
             task_index.insert(handle.id(), index);
         }
         let Some(joined) = tasks.join_next_with_id().await else {
@@ -251,7 +254,12 @@ pub async fn run_all(
 }
 
 /// Locks, loads and advances one plan; never fails the batch.
-pub async fn run_one(engine: &Engine<'_>, path: PathBuf, options: RunOptions) -> RunResult {
+pub async fn run_one(
+    engine: &Engine<'_>,
+    store: &PlanStore,
+    path: PathBuf,
+    options: RunOptions,
+) -> RunResult {
     let user = user_of(&path);
     let failed = |path: PathBuf, reason: String, actions: Vec<String>| RunResult::Other {
         user: user.clone(),
@@ -260,16 +268,15 @@ pub async fn run_one(engine: &Engine<'_>, path: PathBuf, options: RunOptions) ->
         reason,
         actions,
     };
-    let mut locked = match PlanStore::lock(&path) {
-        Ok(Some(locked)) => locked,
-        Ok(None) => {
+    let mut locked = match store.try_lock(&path) {
+        Ok(Ok(locked)) => locked,
+        Ok(Err(Busy(reason))) => {
             return RunResult::Other {
                 user: user.clone(),
                 path,
                 state: NotRun::Skipped,
                 actions: Vec::new(),
-                reason: "locked: another iam-rotate process is working on this plan right now"
-                    .into(),
+                reason,
             }
         }
         Err(e) => return failed(path, e.to_string(), Vec::new()),

@@ -14,5 +14,6 @@ mod logs;
 mod offline;
 mod orphans;
 mod proxy;
+mod s3_plans;
 mod safety;
 mod self_safety;

@@ -195,8 +195,21 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("Action=").map(str::to_string))
         })
-        .unwrap_or_else(|| "Unknown".into());
+        .unwrap_or_else(|| rest_action(&head));
     Some(Request { head, body, action })
+}
+
+/// A REST request (S3) has no action name: `S3:METHOD /bucket/key`, the
+/// path without its query (`S3:GET /plans/team/123456789012/alice.yaml`).
+fn rest_action(head: &str) -> String {
+    let mut parts = head.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(method), Some(target)) => {
+            let path = target.split('?').next().unwrap_or(target);
+            format!("S3:{method} {path}")
+        }
+        _ => "Unknown".into(),
+    }
 }
 
 fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
