@@ -164,7 +164,11 @@ fn print_status(
     let rows: Vec<StatusRow> = store
         .list(ACCOUNT)?
         .into_iter()
-        .map(|path| store.load(&path).map(|plan| StatusRow::new(&plan, path, now)))
+        .map(|path| {
+            store
+                .load(&path)
+                .map(|plan| StatusRow::new(&plan, path, now))
+        })
         .collect::<Result<_, _>>()?;
     if context.json() {
         output::json(&rows)?;

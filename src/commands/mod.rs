@@ -213,16 +213,16 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         crate::output::force_boxes();
     }
     let aws_args = AwsArgs {
-            profile: cli.profile,
-            region: cli.region,
-            endpoint_url: cli.endpoint_url,
-            max_attempts: cli.max_attempts,
-            retry_mode: cli.retry_mode.map(|mode| match mode {
-                RetryMode::Standard => aws::RetryMode::Standard,
-                RetryMode::Adaptive => aws::RetryMode::Adaptive,
-            }),
-            role_arn: cli.role_arn,
-            external_id: cli.external_id,
+        profile: cli.profile,
+        region: cli.region,
+        endpoint_url: cli.endpoint_url,
+        max_attempts: cli.max_attempts,
+        retry_mode: cli.retry_mode.map(|mode| match mode {
+            RetryMode::Standard => aws::RetryMode::Standard,
+            RetryMode::Adaptive => aws::RetryMode::Adaptive,
+        }),
+        role_arn: cli.role_arn,
+        external_id: cli.external_id,
     };
     let plans = open_plans(cli.plans_dir, &aws_args, cli.lease.as_secs()).await?;
     let context = Context {

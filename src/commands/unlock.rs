@@ -34,13 +34,10 @@ pub async fn execute(context: &Context, args: UnlockArgs) -> anyhow::Result<Stat
         }))?;
     } else {
         match unlocked {
-            Unlocked::Nothing => output::line(format!(
-                "{}: no lock or lease to remove",
-                path.display()
-            )),
-            Unlocked::Removed(what) => {
-                output::line(format!("{}: removed {what}", path.display()))
+            Unlocked::Nothing => {
+                output::line(format!("{}: no lock or lease to remove", path.display()))
             }
+            Unlocked::Removed(what) => output::line(format!("{}: removed {what}", path.display())),
         }
     }
     Ok(Status::Success)

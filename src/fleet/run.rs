@@ -222,7 +222,8 @@ pub async fn run_all(
             };
             progress.started(&user_of(&path));
             let fleet = fleet.clone();
-            let handle = tasks.spawn(async move { run_one(&fleet.engine(), &fleet.store, path, options).await });
+            let handle = tasks
+                .spawn(async move { run_one(&fleet.engine(), &fleet.store, path, options).await });
             task_index.insert(handle.id(), index);
         }
         let Some(joined) = tasks.join_next_with_id().await else {

@@ -164,7 +164,9 @@ impl World {
     }
 
     fn plan(&self, user: &str) -> crate::plan::Plan {
-        self.store.load(&self.store.path_for(ACCOUNT, user)).unwrap()
+        self.store
+            .load(&self.store.path_for(ACCOUNT, user))
+            .unwrap()
     }
 }
 
@@ -296,7 +298,9 @@ async fn one_failure_or_block_never_stops_the_batch() {
     // One CreateAccessKey fails (after the SDK's own retries).
     w.sim.fail_next("CreateAccessKey");
     // Another process holds app07's plan.
-    let held = w.store.lock(&w.store.path_for(ACCOUNT, "app07"))
+    let held = w
+        .store
+        .lock(&w.store.path_for(ACCOUNT, "app07"))
         .unwrap()
         .unwrap();
 
@@ -436,11 +440,22 @@ async fn blocked_finished_and_other_account_plans_cost_no_call() {
     w.sim.add_key("drifted", start());
     let fleet = w.fleet();
     let path = w.store.path_for(ACCOUNT, "drifted");
-    let report = run::run_one(&fleet.engine(), &fleet.store, path.clone(), RunOptions::default()).await;
+    let report = run::run_one(
+        &fleet.engine(),
+        &fleet.store,
+        path.clone(),
+        RunOptions::default(),
+    )
+    .await;
     assert_eq!(report.category(), Category::Blocked);
     // Blocked now: the next run reads nothing until --retry-blocked.
     let calls = w
-        .calls_of(run::run_one(&fleet.engine(), &fleet.store, path, RunOptions::default()))
+        .calls_of(run::run_one(
+            &fleet.engine(),
+            &fleet.store,
+            path,
+            RunOptions::default(),
+        ))
         .await;
     assert!(calls.is_empty(), "{calls:?}");
 
@@ -455,7 +470,9 @@ async fn blocked_finished_and_other_account_plans_cost_no_call() {
     let mut result = None;
     let calls = w
         .calls_of(async {
-            result = Some(run::run_one(&other.engine(), &other.store, path, RunOptions::default()).await);
+            result = Some(
+                run::run_one(&other.engine(), &other.store, path, RunOptions::default()).await,
+            );
         })
         .await;
     assert!(calls.is_empty(), "{calls:?}");
@@ -570,7 +587,12 @@ async fn a_whole_rotation_in_one_run_takes_nine_calls() {
     let fleet = w.fleet();
     let path = w.store.path_for(ACCOUNT, "alice");
     let calls = w
-        .calls_of(run::run_one(&fleet.engine(), &fleet.store, path, RunOptions::default()))
+        .calls_of(run::run_one(
+            &fleet.engine(),
+            &fleet.store,
+            path,
+            RunOptions::default(),
+        ))
         .await;
     let new = w.plan("alice").new_key.unwrap().id;
     assert_eq!(w.plan("alice").phase, Phase::Done);

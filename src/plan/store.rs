@@ -47,6 +47,8 @@ pub enum PlanError {
     },
     #[error("cannot use {path} as the plans folder: {reason}. Check --plans-dir (env IAM_ROTATE_PLANS_DIR); `iam-rotate plan` creates the folder with the first plan.")]
     PlansDir { path: String, reason: String },
+    #[error("cannot keep plans in {url}: {reason}. Check --plans-dir (env IAM_ROTATE_PLANS_DIR) and the credentials (--profile, AWS_PROFILE).")]
+    Bucket { url: String, reason: String },
     #[error("cannot {action} {path}: {source}. Check that the path exists and that you may read and write it.")]
     Io {
         action: &'static str,
@@ -263,10 +265,23 @@ impl PlanStore {
         let Some(plans) = self.remote(path)? else {
             return Self::load_file(path).map(|plan| (plan, None));
         };
-        match plans.read(path)? {
-            Some((text, etag)) => Ok((parse(&text, path)?, Some(etag))),
-            None => Err(not_found(path)),
+        if let Some((text, etag)) = plans.read(path)? {
+            return Ok((parse(&text, path)?, Some(etag)));
         }
+        // The account's other plans, for a did-you-mean (a courtesy: a
+        // listing that fails leaves it out).
+        let account = path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let others: Vec<String> = plans
+            .list(&self.root, &account)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect();
+        Err(not_found_among(path, &others, !others.is_empty()))
     }
 
     /// Reads, parses and validates one plan file.
@@ -390,7 +405,9 @@ impl PlanStore {
     /// holder, and removing the file would let a second process in.
     pub fn unlock(&self, path: &Path) -> Result<Unlocked, PlanError> {
         if let Some(plans) = self.remote(path)? {
-            return Ok(plans.unlock(path)?.map_or(Unlocked::Nothing, Unlocked::Removed));
+            return Ok(plans
+                .unlock(path)?
+                .map_or(Unlocked::Nothing, Unlocked::Removed));
         }
         let lock_path = lock_path(path);
         if fs::symlink_metadata(&lock_path).is_err() {
@@ -809,15 +826,21 @@ pub fn without_values(message: &str) -> String {
 /// No plan at `path`: the error names the closest plans in its folder, if
 /// any, and what to do next.
 fn not_found(path: &Path) -> PlanError {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let others = folder.map(plan_names).unwrap_or_default();
+    let folder_exists = folder.is_some_and(Path::is_dir);
+    not_found_among(path, &others, folder_exists)
+}
+
+/// No plan at `path`, among the plans `others` of its folder (which may
+/// not exist).
+fn not_found_among(path: &Path, others: &[String], folder_exists: bool) -> PlanError {
     let user = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let others = folder.map(plan_names).unwrap_or_default();
     let closest = crate::suggest::closest(&user, others.iter().map(String::as_str));
     let did_you_mean = crate::suggest::did_you_mean(&closest);
-    let folder_exists = folder.is_some_and(Path::is_dir);
     let next = match (closest.is_empty(), folder_exists) {
         (false, _) => format!(
             "If not, create a plan with `iam-rotate plan {user}`, or check --plans-dir \

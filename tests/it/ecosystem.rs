@@ -815,7 +815,10 @@ fn the_delivery_policies_cover_secrets_manager_and_ssm() {
 /// HeadBucket and ListObjectsV2 are `s3:ListBucket`.
 fn s3_action(request: &str) -> Option<&'static str> {
     let (method, path) = request.strip_prefix("S3:")?.split_once(' ')?;
-    let on_object = path.trim_start_matches('/').trim_end_matches('/').contains('/');
+    let on_object = path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .contains('/');
     Some(match (method, on_object) {
         ("HEAD", false) | ("GET", false) => "s3:ListBucket",
         ("GET", true) => "s3:GetObject",
@@ -823,6 +826,20 @@ fn s3_action(request: &str) -> Option<&'static str> {
         ("DELETE", true) => "s3:DeleteObject",
         _ => return None,
     })
+}
+
+/// plans-s3.json as moto enforces it: besides the resources (see
+/// [`as_moto_enforces`]), moto checks HeadBucket as an action of its own,
+/// `s3:HeadBucket` (moto/s3/responses.py ACTION_MAP), where AWS checks
+/// `s3:ListBucket`; the statement that grants ListBucket grants that too.
+fn plans_policy_as_moto_enforces() -> serde_json::Value {
+    let mut policy = as_moto_enforces(policy_file("plans-s3.json"));
+    for statement in policy["Statement"].as_array_mut().unwrap() {
+        if actions(statement) == ["s3:ListBucket"] {
+            statement["Action"] = serde_json::json!(["s3:ListBucket", "s3:HeadBucket"]);
+        }
+    }
+    policy
 }
 
 #[test]
@@ -837,7 +854,12 @@ fn the_plans_s3_policy_is_enough_for_plans_in_s3_and_needed() {
 
     // operator.json alone: the bucket check is refused first, exit 1.
     set_policies(&env, "rotator", &[operator_only()]);
-    let denied = run_as(&env, &operator, None, &["--plans-dir", plans, "plan", "app"]);
+    let denied = run_as(
+        &env,
+        &operator,
+        None,
+        &["--plans-dir", plans, "plan", "app"],
+    );
     denied.expect(1);
     assert!(denied.stderr.contains("access denied"), "{}", denied.stderr);
     assert_eq!(env.proxy.writes(), Default::default());
@@ -845,10 +867,7 @@ fn the_plans_s3_policy_is_enough_for_plans_in_s3_and_needed() {
     set_policies(
         &env,
         "rotator",
-        &[
-            operator_only(),
-            ("plans", as_moto_enforces(policy_file("plans-s3.json"))),
-        ],
+        &[operator_only(), ("plans", plans_policy_as_moto_enforces())],
     );
     env.proxy.reset_counts();
     for args in [

@@ -98,11 +98,13 @@ impl<'e> Bucket<'e> {
     /// A lease of another runner, expiring `secs` from now (negative: past).
     fn lease_of_another_runner(&self, user: &str, owner: &str, secs: i64) -> String {
         let now = chrono::Utc::now();
-        let expires = (now + chrono::Duration::seconds(secs)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let expires = (now + chrono::Duration::seconds(secs))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let body = format!(
             "{{\"owner\":\"{owner}\",\"host\":\"runner-b\",\"pid\":4242,\"started\":\"{}\",\
              \"expires\":\"{expires}\"}}",
-            (now - chrono::Duration::minutes(20)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            (now - chrono::Duration::minutes(20))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
         self.put(&lease_key(user), &body);
         expires
@@ -148,7 +150,9 @@ fn a_whole_rotation_with_plans_in_s3() {
     assert_eq!(env.keys("alice"), vec![(new.id.clone(), "Active".into())]);
 
     // status, show and report read the same plans.
-    let status = s3_run(&env, Some(16.0), &["--output", "json", "status"]).expect(0).json();
+    let status = s3_run(&env, Some(16.0), &["--output", "json", "status"])
+        .expect(0)
+        .json();
     let phases: Vec<(String, String)> = status
         .as_array()
         .unwrap()
@@ -170,7 +174,9 @@ fn a_whole_rotation_with_plans_in_s3() {
     let show = s3_run(&env, Some(16.0), &["show", "alice"]);
     show.expect(0);
     assert!(show.stdout.contains("done"), "{}", show.stdout);
-    let report = s3_run(&env, Some(16.0), &["--output", "json", "report"]).expect(0).json();
+    let report = s3_run(&env, Some(16.0), &["--output", "json", "report"])
+        .expect(0)
+        .json();
     let bob = report
         .as_array()
         .expect("report rows")
@@ -224,26 +230,47 @@ fn a_stale_runner_s_save_loses_and_no_key_is_created() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while env.proxy.injected().get("held").is_none() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the read was never held");
+    while !env.proxy.injected().contains_key("held") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the read was never held"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // Another runner (or a person) saves the plan meanwhile.
     let text = bucket.get(&plan_key("carol")).unwrap();
-    bucket.put(&plan_key("carol"), &format!("{text}# reviewed by another runner\n"));
+    bucket.put(
+        &plan_key("carol"),
+        &format!("{text}# reviewed by another runner\n"),
+    );
 
     let run = env.capture(child.wait_with_output().unwrap());
     run.expect(1);
-    assert!(run.stderr.contains("changed by another runner") || run.stdout.contains("changed by another runner"), "{}", run.text());
+    assert!(
+        run.stderr.contains("changed by another runner")
+            || run.stdout.contains("changed by another runner"),
+        "{}",
+        run.text()
+    );
     let forwarded = env.proxy.forwarded();
     assert_eq!(forwarded.get("CreateAccessKey"), None, "{forwarded:?}");
     assert_eq!(env.keys("carol").len(), 1, "no key was created");
     assert!(
-        bucket.get(&plan_key("carol")).unwrap().ends_with("# reviewed by another runner\n"),
+        bucket
+            .get(&plan_key("carol"))
+            .unwrap()
+            .ends_with("# reviewed by another runner\n"),
         "the other runner's version stands"
     );
-    assert_eq!(bucket.plan_yaml("carol")["create_intent_at"], serde_yaml::Value::Null);
-    assert_eq!(bucket.get(&lease_key("carol")), None, "the lease was released");
+    assert_eq!(
+        bucket.plan_yaml("carol")["create_intent_at"],
+        serde_yaml::Value::Null
+    );
+    assert_eq!(
+        bucket.get(&lease_key("carol")),
+        None,
+        "the lease was released"
+    );
 }
 
 #[test]
@@ -260,18 +287,37 @@ fn a_live_lease_is_skipped_naming_its_holder_and_an_expired_one_is_taken_over() 
     let text = run.text();
     assert!(text.contains("skipped"), "{text}");
     assert!(text.contains("runner-b:4242:feedface"), "{text}");
-    assert!(text.contains(&expires[..19]), "names the expiry {expires}: {text}");
-    assert_eq!(env.proxy.writes(), Default::default(), "nothing was written to IAM");
+    assert!(
+        text.contains(&expires[..19]),
+        "names the expiry {expires}: {text}"
+    );
+    assert_eq!(
+        env.proxy.writes(),
+        Default::default(),
+        "nothing was written to IAM"
+    );
     assert_eq!(bucket.plan_yaml("dave")["phase"], "create_second_key");
-    assert!(bucket.get(&lease_key("dave")).unwrap().contains("feedface"), "left alone");
+    assert!(
+        bucket.get(&lease_key("dave")).unwrap().contains("feedface"),
+        "left alone"
+    );
 
     // The same lease, expired: the next runner takes it over and goes on.
     bucket.lease_of_another_runner("dave", "runner-b:4242:feedface", -5);
     let run = s3_run(&env, None, &["run", "dave"]);
     run.expect(0);
-    assert_eq!(bucket.plan_yaml("dave")["phase"], "wait_for_adoption", "{}", run.text());
+    assert_eq!(
+        bucket.plan_yaml("dave")["phase"],
+        "wait_for_adoption",
+        "{}",
+        run.text()
+    );
     assert_eq!(env.keys("dave").len(), 2);
-    assert_eq!(bucket.get(&lease_key("dave")), None, "released after the run");
+    assert_eq!(
+        bucket.get(&lease_key("dave")),
+        None,
+        "released after the run"
+    );
 }
 
 #[test]
@@ -289,12 +335,24 @@ fn unlock_force_removes_a_lease_by_hand() {
 
     let unlocked = s3_run(&env, None, &["unlock", "erin", "--force"]);
     unlocked.expect(0);
-    assert!(unlocked.stdout.contains("runner-b:4242:deadbeef"), "{}", unlocked.stdout);
-    assert!(unlocked.stdout.contains("live lease"), "{}", unlocked.stdout);
+    assert!(
+        unlocked.stdout.contains("runner-b:4242:deadbeef"),
+        "{}",
+        unlocked.stdout
+    );
+    assert!(
+        unlocked.stdout.contains("live lease"),
+        "{}",
+        unlocked.stdout
+    );
     assert_eq!(bucket.get(&lease_key("erin")), None);
     let again = s3_run(&env, None, &["unlock", "erin", "--force"]);
     again.expect(0);
-    assert!(again.stdout.contains("no lock or lease"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("no lock or lease"),
+        "{}",
+        again.stdout
+    );
 
     s3_run(&env, None, &["run", "erin"]).expect(0);
     assert_eq!(bucket.plan_yaml("erin")["phase"], "wait_for_adoption");
@@ -309,7 +367,11 @@ fn unlock_force_removes_a_local_lock_file_no_process_holds() {
     std::fs::write(&lock, "").unwrap();
     let unlocked = env.run(&["unlock", "fay", "--force"]);
     unlocked.expect(0);
-    assert!(unlocked.stdout.contains("which no process held"), "{}", unlocked.stdout);
+    assert!(
+        unlocked.stdout.contains("which no process held"),
+        "{}",
+        unlocked.stdout
+    );
     assert!(!lock.exists());
 }
 
@@ -331,4 +393,97 @@ fn a_missing_bucket_is_one_clear_error_before_anything_else() {
         forwarded.keys().all(|action| action.starts_with("S3:HEAD")),
         "only the bucket was asked about: {forwarded:?}"
     );
+}
+
+/// A runner whose plan takes longer than its lease keeps the lease by
+/// renewing it: a second runner meanwhile skips the plan, and exactly one
+/// new key is made.
+#[test]
+fn a_lease_is_renewed_while_its_plan_is_worked_on() {
+    let env = moto_env!();
+    let bucket = Bucket::create(&env);
+    env.user("gus", 1);
+    s3_run(&env, None, &["plan", "gus"]).expect(0);
+    // The first runner's first ListAccessKeys answer takes 4 s: four
+    // lease lengths.
+    env.proxy.set_faults(Faults {
+        hold: Some(|action, _, forwarded| {
+            action == "ListAccessKeys" && !forwarded.contains_key("ListAccessKeys")
+        }),
+        hold_for: Duration::from_secs(4),
+        ..Faults::default()
+    });
+    env.proxy.reset_counts();
+    let mut cmd = env.command();
+    cmd.args(["--plans-dir", PLANS, "--lease", "1s", "run", "gus"]);
+    let first = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !env.proxy.injected().contains_key("held") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never reached IAM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    // Past the first lease's second; it was renewed.
+    let lease: serde_json::Value =
+        serde_json::from_str(&bucket.get(&lease_key("gus")).expect("the lease is held")).unwrap();
+    let expires: chrono::DateTime<chrono::Utc> =
+        lease["expires"].as_str().unwrap().parse().unwrap();
+    assert!(expires > chrono::Utc::now(), "renewed: {lease}");
+    assert!(
+        expires - chrono::Utc::now() <= chrono::Duration::seconds(1),
+        "{lease}"
+    );
+
+    let second = s3_run(&env, None, &["--lease", "1s", "run", "gus"]);
+    second.expect(0);
+    assert!(
+        second.text().contains("leased: held by"),
+        "{}",
+        second.text()
+    );
+    assert!(
+        second.text().contains(lease["owner"].as_str().unwrap()),
+        "{}",
+        second.text()
+    );
+
+    let first = env.capture(first.wait_with_output().unwrap());
+    first.expect(0);
+    env.proxy.set_faults(Faults::default());
+    assert_eq!(
+        env.keys("gus").len(),
+        2,
+        "exactly one new key: {}",
+        first.text()
+    );
+    assert_eq!(bucket.plan_yaml("gus")["phase"], "wait_for_adoption");
+    assert_eq!(bucket.get(&lease_key("gus")), None);
+}
+
+#[test]
+fn unlock_leaves_a_local_lock_a_live_process_holds() {
+    let env = moto_env!();
+    env.user("hal", 1);
+    env.run(&["plan", "hal"]).expect(0);
+    let lock_path = env.plan_path("hal").with_file_name(".hal.yaml.lock");
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    lock.lock().unwrap();
+    let refused = env.run(&["unlock", "hal", "--force"]);
+    refused.expect(1);
+    assert!(
+        refused.stderr.contains("holder is alive"),
+        "{}",
+        refused.stderr
+    );
+    assert!(lock_path.exists());
+    drop(lock);
+    env.run(&["unlock", "hal", "--force"]).expect(0);
+    assert!(!lock_path.exists());
 }

@@ -267,7 +267,10 @@ mod tests {
         match after_read(Some((&live, e())), "me", now()) {
             Step::Busy(holder) => {
                 assert!(holder.contains("other"), "{holder}");
-                assert!(holder.contains("runner-1") && holder.contains("pid 42"), "{holder}");
+                assert!(
+                    holder.contains("runner-1") && holder.contains("pid 42"),
+                    "{holder}"
+                );
                 assert!(holder.contains("until 2026-12-01T10:01:00Z"), "{holder}");
             }
             other => panic!("{other:?}"),
@@ -321,7 +324,10 @@ mod tests {
         assert_eq!(a.pid, std::process::id());
         let lease = Lease::new(&a, now(), chrono::Duration::seconds(5));
         assert_eq!(Lease::from_json(&lease.to_json()), Some(lease.clone()));
-        let renewed = lease.renewed(now() + chrono::Duration::seconds(3), chrono::Duration::seconds(5));
+        let renewed = lease.renewed(
+            now() + chrono::Duration::seconds(3),
+            chrono::Duration::seconds(5),
+        );
         assert_eq!(renewed.started, lease.started);
         assert_eq!(renewed.expires, now() + chrono::Duration::seconds(8));
         assert_ne!(renewed.to_json(), lease.to_json());

@@ -115,19 +115,18 @@ impl S3Plans {
         url: &str,
         lease_length: Duration,
     ) -> Result<S3Plans, PlanError> {
-        let (bucket, prefix) =
-            parse_url(url).map_err(|reason| PlanError::PlansDir {
-                path: url.to_string(),
-                reason,
-            })?;
+        let (bucket, prefix) = parse_url(url).map_err(|reason| PlanError::Bucket {
+            url: url.to_string(),
+            reason,
+        })?;
         let builder = aws_sdk_s3::config::Builder::from(config)
             .interceptor(crate::aws::log::RequestLog)
             .force_path_style(endpoint_overridden(config))
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         let client = aws_sdk_s3::Client::from_conf(builder.build());
-        let io = io_thread().map_err(|reason| PlanError::PlansDir {
-            path: url.to_string(),
+        let io = io_thread().map_err(|reason| PlanError::Bucket {
+            url: url.to_string(),
             reason: format!("cannot start the S3 I/O thread: {reason}"),
         })?;
         let plans = S3Plans {
@@ -138,15 +137,20 @@ impl S3Plans {
             lease_length,
             owner: Owner::this_process(),
         };
-        let check = plans.client.head_bucket().bucket(&plans.bucket).send().await;
+        let check = plans
+            .client
+            .head_bucket()
+            .bucket(&plans.bucket)
+            .send()
+            .await;
         if let Err(e) = check {
             let reason = match e.raw_response().map(|r| r.status().as_u16()) {
                 Some(404) => "the bucket does not exist. Create it (versioned, see docs/policies/plans-s3.json for the runner's permissions) or fix the bucket name".to_string(),
                 Some(403) => "access denied (HeadBucket). The credentials need s3:ListBucket on the bucket and s3:GetObject, s3:PutObject and s3:DeleteObject under the prefix (docs/policies/plans-s3.json)".to_string(),
                 _ => format!("S3 HeadBucket failed: {}", DisplayErrorContext(&e)),
             };
-            return Err(PlanError::PlansDir {
-                path: url.to_string(),
+            return Err(PlanError::Bucket {
+                url: url.to_string(),
                 reason,
             });
         }
@@ -172,10 +176,7 @@ impl S3Plans {
             Some(key) if key.starts_with(self.prefix.as_str()) => Ok(key.to_string()),
             _ => Err(PlanError::PlansDir {
                 path: text.into_owned(),
-                reason: format!(
-                    "it is not under the plans folder {}",
-                    self.root().display()
-                ),
+                reason: format!("it is not under the plans folder {}", self.root().display()),
             }),
         }
     }
@@ -280,7 +281,9 @@ impl S3Plans {
                         None,
                     ))?;
                     match lease::after_create(answer) {
-                        Step::Held(etag) => return Ok(Ok(self.hold(plan_key, lock_key, lease, etag))),
+                        Step::Held(etag) => {
+                            return Ok(Ok(self.hold(plan_key, lock_key, lease, etag)))
+                        }
                         next => next,
                     }
                 }
@@ -290,7 +293,9 @@ impl S3Plans {
                         self.bucket.clone(),
                         lock_key.clone(),
                     ))?;
-                    let found = found.as_ref().map(|(body, etag)| (body.as_slice(), etag.clone()));
+                    let found = found
+                        .as_ref()
+                        .map(|(body, etag)| (body.as_slice(), etag.clone()));
                     lease::after_read(found, &self.owner.id, Utc::now())
                 }
                 Step::TakeOver(etag) => {
@@ -334,7 +339,13 @@ impl S3Plans {
     }
 
     /// Starts renewing the lease now held at `etag`.
-    fn hold(self: &Arc<Self>, plan_key: String, lock_key: String, lease: Lease, etag: String) -> Held {
+    fn hold(
+        self: &Arc<Self>,
+        plan_key: String,
+        lock_key: String,
+        lease: Lease,
+        etag: String,
+    ) -> Held {
         let state = Arc::new(Mutex::new(LeaseState {
             lease,
             etag,
@@ -373,7 +384,11 @@ impl S3Plans {
         let what = Lease::from_json(&body).map_or_else(
             || "a lock object that is not an iam-rotate lease".to_string(),
             |lease| {
-                let live = if lease.expires > Utc::now() { "live" } else { "expired" };
+                let live = if lease.expires > Utc::now() {
+                    "live"
+                } else {
+                    "expired"
+                };
                 format!("a {live} lease {}", lease.describe())
             },
         );
@@ -518,8 +533,11 @@ impl Drop for Held {
             self.lock_key.clone(),
         );
         let released = self.plans.block(async move {
-            if let Answer::PreconditionFailed = delete(client.clone(), bucket.clone(), key.clone(), etag).await? {
-                if let Some((body, etag)) = get(client.clone(), bucket.clone(), key.clone()).await? {
+            if let Answer::PreconditionFailed =
+                delete(client.clone(), bucket.clone(), key.clone(), etag).await?
+            {
+                if let Some((body, etag)) = get(client.clone(), bucket.clone(), key.clone()).await?
+                {
                     if lease::judge(&body, &me, Utc::now()) == lease::Found::Ours {
                         delete(client, bucket, key, etag).await?;
                     }
@@ -528,7 +546,10 @@ impl Drop for Held {
             Ok(())
         });
         if let Err(e) = released {
-            tracing::warn!("could not release the lease {}: {e}; it expires on its own", self.plans.url(&self.lock_key));
+            tracing::warn!(
+                "could not release the lease {}: {e}; it expires on its own",
+                self.plans.url(&self.lock_key)
+            );
         }
     }
 }
@@ -576,7 +597,9 @@ async fn renew(
                 }
                 Ok(Saved::Retry) => {}
                 Err(e) => {
-                    tracing::warn!("could not renew the lease s3://{bucket}/{key}: {e}; trying again");
+                    tracing::warn!(
+                        "could not renew the lease s3://{bucket}/{key}: {e}; trying again"
+                    );
                     break;
                 }
             }
@@ -595,11 +618,18 @@ fn answer_of<E>(err: &SdkError<E, HttpResponse>) -> Option<Answer> {
     }
 }
 
-fn s3_error<E>(action: &'static str, bucket: &str, key: &str, err: &SdkError<E, HttpResponse>) -> PlanError
+fn s3_error<E>(
+    action: &'static str,
+    bucket: &str,
+    key: &str,
+    err: &SdkError<E, HttpResponse>,
+) -> PlanError
 where
     E: std::error::Error + 'static,
 {
-    let denied = err.raw_response().is_some_and(|r| r.status().as_u16() == 403);
+    let denied = err
+        .raw_response()
+        .is_some_and(|r| r.status().as_u16() == 403);
     let message = if denied {
         "access denied; the credentials need s3:GetObject, s3:PutObject and s3:DeleteObject \
          under the prefix and s3:ListBucket on the bucket (docs/policies/plans-s3.json)"
@@ -656,7 +686,10 @@ async fn get(
         Err(e) if answer_of(&e) == Some(Answer::Missing) => return Ok(None),
         Err(e) => return Err(s3_error("read", &bucket, &key, &e)),
     };
-    if out.content_length.is_some_and(|len| len as u64 > MAX_PLAN_BYTES) {
+    if out
+        .content_length
+        .is_some_and(|len| len as u64 > MAX_PLAN_BYTES)
+    {
         return Err(PlanError::Invalid {
             path: format!("{SCHEME}{bucket}/{key}"),
             message: format!(
@@ -713,7 +746,11 @@ async fn list(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| s3_error("list", &bucket, &prefix, &e))?;
         if folders {
-            names.extend(page.common_prefixes().iter().filter_map(|p| p.prefix.clone()));
+            names.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix.clone()),
+            );
         } else {
             names.extend(page.contents().iter().filter_map(|o| o.key.clone()));
         }
@@ -739,7 +776,13 @@ mod tests {
             parse_url("s3://team-plans").unwrap(),
             ("team-plans".into(), String::new())
         );
-        for bad in ["s3://", "s3://Team_Plans/x", "s3://ab", "s3://plans/a/../b", "s3://plans/a//b"] {
+        for bad in [
+            "s3://",
+            "s3://Team_Plans/x",
+            "s3://ab",
+            "s3://plans/a/../b",
+            "s3://plans/a//b",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }
