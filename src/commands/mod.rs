@@ -224,7 +224,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         role_arn: cli.role_arn,
         external_id: cli.external_id,
     };
-    let plans = open_plans(cli.plans_dir, &aws_args, cli.lease.as_secs()).await?;
+    // `demo` keeps its plans in a scratch folder of its own.
+    let plans = match cli.command {
+        Command::Demo(_) => PlanStore::new(cli.plans_dir),
+        _ => open_plans(cli.plans_dir, &aws_args, cli.lease.as_secs()).await?,
+    };
     let context = Context {
         plans,
         output: cli.output,

@@ -1110,6 +1110,33 @@ history: []
     }
 
     #[test]
+    fn unlock_removes_only_a_lock_file_no_process_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PlanStore::new(dir.path());
+        let path = dir.path().join("123456789012").join("alice.yaml");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, EXAMPLE).unwrap();
+        assert_eq!(store.unlock(&path).unwrap(), Unlocked::Nothing);
+        let held = store.lock(&path).unwrap().unwrap();
+        let err = store.unlock(&path).unwrap_err().to_string();
+        assert!(err.contains("holder is alive"), "{err}");
+        assert!(lock_path(&path).exists());
+        drop(held);
+        assert!(matches!(store.unlock(&path).unwrap(), Unlocked::Removed(_)));
+        assert!(!lock_path(&path).exists());
+        assert!(store.lock(&path).unwrap().is_some(), "lockable again");
+    }
+
+    #[test]
+    fn a_local_store_refuses_a_plan_path_in_s3() {
+        let store = PlanStore::new("plans");
+        let path = Path::new("s3://bucket/team/123456789012/alice.yaml");
+        let err = store.load(path).unwrap_err().to_string();
+        assert!(err.contains("--plans-dir s3://"), "{err}");
+        assert!(is_s3(Path::new("s3://bucket")) && !is_s3(Path::new("./s3:/x")));
+    }
+
+    #[test]
     fn users_whose_names_start_with_a_dot_are_listed_but_lock_and_temp_files_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let store = PlanStore::new(dir.path());

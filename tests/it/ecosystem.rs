@@ -32,6 +32,7 @@ const SUBCOMMANDS: &[&str] = &[
     "rollback",
     "report",
     "demo",
+    "unlock",
     "self-rotate",
     "completions",
     "man",

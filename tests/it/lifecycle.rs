@@ -519,6 +519,7 @@ fn the_command_line_contract_holds() {
                 "--endpoint-url",
                 "--verbose",
                 "--quiet",
+                "--lease",
                 "IAM_ROTATE_PLANS_DIR",
             ],
         ),
@@ -544,6 +545,7 @@ fn the_command_line_contract_holds() {
         ("rollback", &["--delete-new"]),
         ("report", &["--older-than"]),
         ("demo", &[]),
+        ("unlock", &["<USER>", "--force", "--account", "--lease"]),
         ("self-rotate", &["--delete-now"]),
     ];
     for (command, flags) in contract {

@@ -487,3 +487,53 @@ fn unlock_leaves_a_local_lock_a_live_process_holds() {
     env.run(&["unlock", "hal", "--force"]).expect(0);
     assert!(!lock_path.exists());
 }
+
+/// Two `run --all` over one prefix at once, as two schedulers on two
+/// machines would: every user gets exactly one new key. (moto checks the
+/// conditions without atomicity, so this shows the protocol at work in
+/// ordinary interleavings, not under an adversarial race.)
+#[test]
+fn two_runners_at_once_over_one_prefix_create_one_key_per_user() {
+    let env = moto_env!();
+    let bucket = Bucket::create(&env);
+    let users: Vec<String> = (0..8).map(|i| format!("svc{i}")).collect();
+    for user in &users {
+        env.user(user, 1);
+    }
+    s3_run(&env, None, &["plan", "--all"]).expect(0);
+    env.proxy.reset_counts();
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            let mut cmd = env.command();
+            cmd.args(["--plans-dir", PLANS, "run", "--all", "--concurrency", "4"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for runner in runners {
+        let run = env.capture(runner.wait_with_output().unwrap());
+        // A runner that lost a race stops that plan (exit 1, "changed by
+        // another runner"); it never creates a second key.
+        assert!(
+            run.code == 0 || run.text().contains("changed by another runner"),
+            "{}",
+            run.text()
+        );
+    }
+    for user in &users {
+        assert_eq!(env.keys(user).len(), 2, "{user}");
+        let plan = bucket.get(&plan_key(user)).unwrap();
+        assert_eq!(plan.matches("created new key").count(), 1, "{user}: {plan}");
+    }
+    assert_eq!(
+        env.proxy.forwarded().get("CreateAccessKey"),
+        Some(&users.len()),
+        "one CreateAccessKey per user"
+    );
+    assert!(
+        bucket.keys().iter().all(|k| !k.ends_with(".lock")),
+        "{:?}",
+        bucket.keys()
+    );
+}

@@ -98,6 +98,18 @@ impl Owner {
     }
 }
 
+impl Owner {
+    /// The owner of one attempt to take a lease: this process's id and the
+    /// attempt's number, so two takes of one plan in one process exclude
+    /// each other as two processes do.
+    pub fn claim(&self, number: u64) -> Owner {
+        Owner {
+            id: format!("{}#{number}", self.id),
+            ..self.clone()
+        }
+    }
+}
+
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname writes at
@@ -322,6 +334,8 @@ mod tests {
         let b = Owner::this_process();
         assert_ne!(a.id, b.id);
         assert_eq!(a.pid, std::process::id());
+        assert_ne!(a.claim(1).id, a.claim(2).id);
+        assert!(a.claim(1).id.starts_with(&a.id));
         let lease = Lease::new(&a, now(), chrono::Duration::seconds(5));
         assert_eq!(Lease::from_json(&lease.to_json()), Some(lease.clone()));
         let renewed = lease.renewed(

@@ -99,6 +99,9 @@ pub struct S3Plans {
     io: tokio::runtime::Handle,
     lease_length: Duration,
     owner: Owner,
+    /// Numbers each attempt to take a lease, so that a second take of the
+    /// same plan in this process is refused as another holder's would be.
+    claims: std::sync::atomic::AtomicU64,
 }
 
 /// Whether the endpoint was overridden (an emulator, a VPC endpoint):
@@ -136,6 +139,7 @@ impl S3Plans {
             io,
             lease_length,
             owner: Owner::this_process(),
+            claims: std::sync::atomic::AtomicU64::new(0),
         };
         let check = plans
             .client
@@ -268,11 +272,17 @@ impl S3Plans {
         let plan_key = self.key_of(path)?;
         let lock_key = self.key_of(&super::lock_path(path))?;
         let length = chrono::Duration::from_std(self.lease_length).unwrap_or(chrono::Duration::MAX);
+        // The owner id of this attempt: a retried write that finds it in
+        // the lease knows the lease is its own.
+        let claim = self
+            .claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let me = self.owner.claim(claim);
         let mut step = Step::Retry;
         for _ in 0..MAX_ATTEMPTS * 2 {
             step = match step {
                 Step::Retry => {
-                    let lease = Lease::new(&self.owner, Utc::now(), length);
+                    let lease = Lease::new(&me, Utc::now(), length);
                     let answer = self.block(put(
                         self.client.clone(),
                         self.bucket.clone(),
@@ -296,10 +306,10 @@ impl S3Plans {
                     let found = found
                         .as_ref()
                         .map(|(body, etag)| (body.as_slice(), etag.clone()));
-                    lease::after_read(found, &self.owner.id, Utc::now())
+                    lease::after_read(found, &me.id, Utc::now())
                 }
                 Step::TakeOver(etag) => {
-                    let lease = Lease::new(&self.owner, Utc::now(), length);
+                    let lease = Lease::new(&me, Utc::now(), length);
                     let answer = self.block(put(
                         self.client.clone(),
                         self.bucket.clone(),
@@ -319,7 +329,7 @@ impl S3Plans {
                     // Our own earlier write landed (its answer was lost and
                     // the create retried): the lease is ours; the renewal
                     // rewrites its body.
-                    let lease = Lease::new(&self.owner, Utc::now(), length);
+                    let lease = Lease::new(&me, Utc::now(), length);
                     return Ok(Ok(self.hold(plan_key, lock_key, lease, etag)));
                 }
                 Step::Busy(holder) => return Ok(Err(holder)),
