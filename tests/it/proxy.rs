@@ -44,6 +44,11 @@ pub struct Faults {
     /// Each one counts as `held` in [`Proxy::injected`] once it is held.
     pub hold: Option<DenyRule>,
     pub hold_for: Duration,
+    /// Every request this returns true for (same arguments as `deny`) is
+    /// forwarded and takes effect, then its answer is dropped (the
+    /// connection closed): the client's SDK sees a transient failure and
+    /// retries. Each counts as `dropped` in [`Proxy::injected`].
+    pub drop_answer: Option<DenyRule>,
 }
 
 #[derive(Default)]
@@ -257,6 +262,12 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
                 .hold
                 .is_some_and(|hold| hold(&request.action, &request.body, &s.forwarded))
         };
+        let dropped = {
+            let s = shared.lock().unwrap();
+            s.faults
+                .drop_answer
+                .is_some_and(|drop| drop(&request.action, &request.body, &s.forwarded))
+        };
         let fault = pick_fault(shared, &request.action);
         match fault {
             Some("throttle") => {
@@ -314,6 +325,16 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
                 s.faults.hold_for
             };
             std::thread::sleep(wait);
+        }
+        if dropped {
+            *shared
+                .lock()
+                .unwrap()
+                .injected
+                .entry("dropped")
+                .or_default() += 1;
+            let _ = client.shutdown(Shutdown::Both);
+            return;
         }
         if fault == Some("lose_create") {
             // IAM made the key; the client never hears of it.

@@ -537,3 +537,39 @@ fn two_runners_at_once_over_one_prefix_create_one_key_per_user() {
         bucket.keys()
     );
 }
+
+/// The lease write reaches S3 but its answer is lost; the SDK retries the
+/// create, which S3 refuses (the object exists: our own). The runner reads
+/// the lease, finds its own owner id, and goes on holding it.
+#[test]
+fn a_runner_whose_lease_answer_was_lost_finds_its_own_lease_on_retry() {
+    let env = moto_env!();
+    let bucket = Bucket::create(&env);
+    env.user("ivy", 1);
+    s3_run(&env, None, &["plan", "ivy"]).expect(0);
+    env.proxy.reset_counts();
+    env.proxy.set_faults(Faults {
+        drop_answer: Some(|action, _, forwarded| {
+            action == "S3:PUT /rotation-plans/team/123456789012/.ivy.yaml.lock"
+                && !forwarded.contains_key(action)
+        }),
+        ..Faults::default()
+    });
+    let run = s3_run(&env, None, &["run", "ivy"]);
+    run.expect(0);
+    assert_eq!(env.proxy.injected().get("dropped"), Some(&1));
+    let forwarded = env.proxy.forwarded();
+    assert_eq!(
+        forwarded.get("S3:PUT /rotation-plans/team/123456789012/.ivy.yaml.lock"),
+        Some(&2),
+        "the create and its retry: {forwarded:?}"
+    );
+    assert_eq!(
+        bucket.plan_yaml("ivy")["phase"],
+        "wait_for_adoption",
+        "{}",
+        run.text()
+    );
+    assert_eq!(env.keys("ivy").len(), 2);
+    assert_eq!(bucket.get(&lease_key("ivy")), None, "released");
+}
