@@ -573,3 +573,65 @@ fn a_runner_whose_lease_answer_was_lost_finds_its_own_lease_on_retry() {
     assert_eq!(env.keys("ivy").len(), 2);
     assert_eq!(bucket.get(&lease_key("ivy")), None, "released");
 }
+
+/// A runner killed (`kill -9`) while it holds a lease: the lease stays
+/// until it expires, other runners skip the plan meanwhile, and the first
+/// runner after expiry takes it over and finishes the step, with one key.
+#[test]
+fn a_killed_runner_s_lease_is_taken_over_once_it_expires() {
+    let env = moto_env!();
+    let bucket = Bucket::create(&env);
+    env.user("jay", 1);
+    s3_run(&env, None, &["plan", "jay"]).expect(0);
+    env.proxy.reset_counts();
+    env.proxy.set_faults(Faults {
+        hold: Some(|action, _, forwarded| {
+            action == "ListAccessKeys" && !forwarded.contains_key("ListAccessKeys")
+        }),
+        hold_for: Duration::from_secs(30),
+        ..Faults::default()
+    });
+    let mut cmd = env.command();
+    cmd.args(["--plans-dir", PLANS, "--lease", "2s", "run", "jay"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut killed = cmd.spawn().unwrap();
+    let start = Instant::now();
+    while !env.proxy.injected().contains_key("held") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never reached IAM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let lease: serde_json::Value =
+        serde_json::from_str(&bucket.get(&lease_key("jay")).expect("left behind")).unwrap();
+    assert_eq!(lease["pid"], killed.id());
+
+    let skipped = s3_run(&env, None, &["run", "jay"]);
+    skipped.expect(0);
+    assert!(
+        skipped.text().contains("leased: held by"),
+        "{}",
+        skipped.text()
+    );
+    assert_eq!(env.keys("jay").len(), 1);
+
+    let expires: chrono::DateTime<chrono::Utc> =
+        lease["expires"].as_str().unwrap().parse().unwrap();
+    while chrono::Utc::now() <= expires + chrono::Duration::milliseconds(200) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took_over = s3_run(&env, None, &["run", "jay"]);
+    took_over.expect(0);
+    assert_eq!(
+        bucket.plan_yaml("jay")["phase"],
+        "wait_for_adoption",
+        "{}",
+        took_over.text()
+    );
+    assert_eq!(env.keys("jay").len(), 2, "one new key");
+    assert_eq!(bucket.get(&lease_key("jay")), None);
+}
