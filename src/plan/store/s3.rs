@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -101,7 +102,7 @@ pub struct S3Plans {
     owner: Owner,
     /// Numbers each attempt to take a lease, so that a second take of the
     /// same plan in this process is refused as another holder's would be.
-    claims: std::sync::atomic::AtomicU64,
+    claims: AtomicU64,
 }
 
 /// Whether the endpoint was overridden (an emulator, a VPC endpoint):
@@ -139,7 +140,7 @@ impl S3Plans {
             io,
             lease_length,
             owner: Owner::this_process(),
-            claims: std::sync::atomic::AtomicU64::new(0),
+            claims: AtomicU64::new(0),
         };
         let check = plans
             .client
@@ -209,18 +210,17 @@ impl S3Plans {
         })?
     }
 
-    fn url(&self, key: &str) -> String {
-        format!("{SCHEME}{}/{key}", self.bucket)
+    fn object(&self, key: String) -> Object {
+        Object {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key,
+        }
     }
 
     /// The account folders under the prefix, sorted.
     pub fn accounts(&self) -> Result<Vec<String>, PlanError> {
-        let folders = self.block(list(
-            self.client.clone(),
-            self.bucket.clone(),
-            self.prefix.clone(),
-            true,
-        ))?;
+        let folders = self.block(self.object(self.prefix.clone()).list(true))?;
         let mut accounts: Vec<String> = folders
             .into_iter()
             .filter_map(|p| {
@@ -236,12 +236,7 @@ impl S3Plans {
     /// The plans of one account, sorted by user name.
     pub fn list(&self, root: &Path, account: &str) -> Result<Vec<PathBuf>, PlanError> {
         let folder = format!("{}{account}/", self.prefix);
-        let keys = self.block(list(
-            self.client.clone(),
-            self.bucket.clone(),
-            folder.clone(),
-            false,
-        ))?;
+        let keys = self.block(self.object(folder.clone()).list(false))?;
         let mut plans: Vec<PathBuf> = keys
             .iter()
             .filter_map(|k| k.strip_prefix(folder.as_str()))
@@ -255,7 +250,7 @@ impl S3Plans {
     /// The plan's text and ETag, or `None` when there is no such object.
     pub fn read(&self, path: &Path) -> Result<Option<(String, String)>, PlanError> {
         let key = self.key_of(path)?;
-        let found = self.block(get(self.client.clone(), self.bucket.clone(), key))?;
+        let found = self.block(self.object(key).get())?;
         let Some((body, etag)) = found else {
             return Ok(None);
         };
@@ -269,40 +264,26 @@ impl S3Plans {
     /// Takes the lease beside `path`: `Ok(Err(holder))` when another runner
     /// holds a live one.
     pub fn acquire(self: &Arc<Self>, path: &Path) -> Result<Result<Held, String>, PlanError> {
-        let plan_key = self.key_of(path)?;
-        let lock_key = self.key_of(&super::lock_path(path))?;
+        let plan = self.object(self.key_of(path)?);
+        let lock = self.object(self.key_of(&super::lock_path(path))?);
         let length = chrono::Duration::from_std(self.lease_length).unwrap_or(chrono::Duration::MAX);
         // The owner id of this attempt: a retried write that finds it in
         // the lease knows the lease is its own.
-        let claim = self
-            .claims
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let claim = self.claims.fetch_add(1, Ordering::Relaxed);
         let me = self.owner.claim(claim);
         let mut step = Step::Retry;
         for _ in 0..MAX_ATTEMPTS * 2 {
             step = match step {
                 Step::Retry => {
                     let lease = Lease::new(&me, Utc::now(), length);
-                    let answer = self.block(put(
-                        self.client.clone(),
-                        self.bucket.clone(),
-                        lock_key.clone(),
-                        lease.to_json(),
-                        None,
-                    ))?;
+                    let answer = self.block(lock.clone().put(lease.to_json(), None))?;
                     match lease::after_create(answer) {
-                        Step::Held(etag) => {
-                            return Ok(Ok(self.hold(plan_key, lock_key, lease, etag)))
-                        }
+                        Step::Held(etag) => return Ok(Ok(self.hold(plan, lock, lease, etag))),
                         next => next,
                     }
                 }
                 Step::Read => {
-                    let found = self.block(get(
-                        self.client.clone(),
-                        self.bucket.clone(),
-                        lock_key.clone(),
-                    ))?;
+                    let found = self.block(lock.clone().get())?;
                     let found = found
                         .as_ref()
                         .map(|(body, etag)| (body.as_slice(), etag.clone()));
@@ -310,17 +291,11 @@ impl S3Plans {
                 }
                 Step::TakeOver(etag) => {
                     let lease = Lease::new(&me, Utc::now(), length);
-                    let answer = self.block(put(
-                        self.client.clone(),
-                        self.bucket.clone(),
-                        lock_key.clone(),
-                        lease.to_json(),
-                        Some(etag),
-                    ))?;
+                    let answer = self.block(lock.clone().put(lease.to_json(), Some(etag)))?;
                     match lease::after_takeover(answer) {
                         Step::Held(etag) => {
-                            tracing::info!(lease = %self.url(&lock_key), "took over an expired lease");
-                            return Ok(Ok(self.hold(plan_key, lock_key, lease, etag)));
+                            tracing::info!(lease = %lock.url(), "took over an expired lease");
+                            return Ok(Ok(self.hold(plan, lock, lease, etag)));
                         }
                         next => next,
                     }
@@ -330,7 +305,7 @@ impl S3Plans {
                     // the create retried): the lease is ours; the renewal
                     // rewrites its body.
                     let lease = Lease::new(&me, Utc::now(), length);
-                    return Ok(Ok(self.hold(plan_key, lock_key, lease, etag)));
+                    return Ok(Ok(self.hold(plan, lock, lease, etag)));
                 }
                 Step::Busy(holder) => return Ok(Err(holder)),
             };
@@ -340,7 +315,7 @@ impl S3Plans {
         }
         Err(PlanError::S3 {
             action: "take the lease",
-            url: self.url(&lock_key),
+            url: lock.url(),
             message: format!(
                 "S3 kept answering 409 ConditionalRequestConflict (or the lease kept vanishing) \
                  after {MAX_ATTEMPTS} attempts; last step {step:?}"
@@ -349,29 +324,19 @@ impl S3Plans {
     }
 
     /// Starts renewing the lease now held at `etag`.
-    fn hold(
-        self: &Arc<Self>,
-        plan_key: String,
-        lock_key: String,
-        lease: Lease,
-        etag: String,
-    ) -> Held {
+    fn hold(self: &Arc<Self>, plan: Object, lock: Object, lease: Lease, etag: String) -> Held {
         let state = Arc::new(Mutex::new(LeaseState {
             lease,
             etag,
             lost: None,
         }));
-        let renewer = self.io.spawn(renew(
-            self.client.clone(),
-            self.bucket.clone(),
-            lock_key.clone(),
-            state.clone(),
-            self.lease_length,
-        ));
+        let renewer = self
+            .io
+            .spawn(renew(lock.clone(), state.clone(), self.lease_length));
         Held {
             plans: self.clone(),
-            plan_key,
-            lock_key,
+            plan,
+            lock,
             version: Mutex::new(Version::New),
             lease: state,
             renewer,
@@ -382,13 +347,8 @@ impl S3Plans {
     /// when there was none. Conditional on the ETag just read, so a lease
     /// renewed or taken in between is left alone (and the error says so).
     pub fn unlock(&self, path: &Path) -> Result<Option<String>, PlanError> {
-        let lock_key = self.key_of(&super::lock_path(path))?;
-        let found = self.block(get(
-            self.client.clone(),
-            self.bucket.clone(),
-            lock_key.clone(),
-        ))?;
-        let Some((body, etag)) = found else {
+        let lock = self.object(self.key_of(&super::lock_path(path))?);
+        let Some((body, etag)) = self.block(lock.clone().get())? else {
             return Ok(None);
         };
         let what = Lease::from_json(&body).map_or_else(
@@ -402,17 +362,11 @@ impl S3Plans {
                 format!("a {live} lease {}", lease.describe())
             },
         );
-        let answer = self.block(delete(
-            self.client.clone(),
-            self.bucket.clone(),
-            lock_key.clone(),
-            etag,
-        ))?;
-        match answer {
+        match self.block(lock.clone().delete(etag))? {
             Answer::Done(_) | Answer::Missing => Ok(Some(what)),
             Answer::PreconditionFailed | Answer::Conflict => Err(PlanError::S3 {
                 action: "remove the lease",
-                url: self.url(&lock_key),
+                url: lock.url(),
                 message: "the lease changed while it was being removed (a runner renewed or \
                           took it): it is in use. Check `iam-rotate status`, then try again"
                     .into(),
@@ -435,8 +389,8 @@ struct LeaseState {
 #[derive(Debug)]
 pub struct Held {
     plans: Arc<S3Plans>,
-    plan_key: String,
-    lock_key: String,
+    plan: Object,
+    lock: Object,
     /// The version of the plan every save is conditional on.
     version: Mutex<Version>,
     lease: Arc<Mutex<LeaseState>>,
@@ -464,7 +418,9 @@ impl Held {
 
     /// Writes the plan if it is still the version this runner read or
     /// wrote last. A lost condition is final: the plan is marked so that
-    /// no later save (and so no AWS write) goes ahead.
+    /// no later save (and so no AWS write) goes ahead. A write whose answer
+    /// was lost and that the SDK retried also ends here (the plan's ETag
+    /// is then our own): the plan stops, safely, and the next run goes on.
     pub fn save(&self, path: &Path, yaml: &str) -> Result<(), PlanError> {
         if let Some(reason) = self.lease_lost() {
             return Err(PlanError::LeaseLost {
@@ -483,14 +439,11 @@ impl Held {
             }
         };
         for _ in 0..MAX_ATTEMPTS {
-            let answer = self.plans.block(put(
-                self.plans.client.clone(),
-                self.plans.bucket.clone(),
-                self.plan_key.clone(),
-                yaml.as_bytes().to_vec(),
-                if_match.clone(),
-            ))?;
-            match lease::after_save(answer) {
+            let write = self
+                .plan
+                .clone()
+                .put(yaml.as_bytes().to_vec(), if_match.clone());
+            match lease::after_save(self.plans.block(write)?) {
                 Saved::Written(new) => {
                     *version = Version::At(new);
                     return Ok(());
@@ -506,7 +459,7 @@ impl Held {
         }
         Err(PlanError::S3 {
             action: "save",
-            url: self.plans.url(&self.plan_key),
+            url: self.plan.url(),
             message: format!(
                 "S3 answered 409 ConditionalRequestConflict {MAX_ATTEMPTS} times; nothing was \
                  changed in AWS after the last save. Run again"
@@ -537,19 +490,12 @@ impl Drop for Held {
             }
             (state.etag.clone(), state.lease.owner.clone())
         };
-        let (client, bucket, key) = (
-            self.plans.client.clone(),
-            self.plans.bucket.clone(),
-            self.lock_key.clone(),
-        );
+        let lock = self.lock.clone();
         let released = self.plans.block(async move {
-            if let Answer::PreconditionFailed =
-                delete(client.clone(), bucket.clone(), key.clone(), etag).await?
-            {
-                if let Some((body, etag)) = get(client.clone(), bucket.clone(), key.clone()).await?
-                {
+            if lock.clone().delete(etag).await? == Answer::PreconditionFailed {
+                if let Some((body, etag)) = lock.clone().get().await? {
                     if lease::judge(&body, &me, Utc::now()) == lease::Found::Ours {
-                        delete(client, bucket, key, etag).await?;
+                        lock.delete(etag).await?;
                     }
                 }
             }
@@ -558,7 +504,7 @@ impl Drop for Held {
         if let Err(e) = released {
             tracing::warn!(
                 "could not release the lease {}: {e}; it expires on its own",
-                self.plans.url(&self.lock_key)
+                self.lock.url()
             );
         }
     }
@@ -567,13 +513,7 @@ impl Drop for Held {
 /// Renews the lease every third of its length, conditional on its ETag.
 /// A 412 means another runner took it over (we were paused past expiry):
 /// the lease is marked lost and every later save of the plan is refused.
-async fn renew(
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    key: String,
-    state: Arc<Mutex<LeaseState>>,
-    length: Duration,
-) {
+async fn renew(lock: Object, state: Arc<Mutex<LeaseState>>, length: Duration) {
     let every = (length / 3).max(Duration::from_millis(100));
     let chrono_length = chrono::Duration::from_std(length).unwrap_or(chrono::Duration::MAX);
     loop {
@@ -583,14 +523,10 @@ async fn renew(
             (s.lease.renewed(Utc::now(), chrono_length), s.etag.clone())
         };
         for _ in 0..MAX_ATTEMPTS {
-            let answer = put(
-                client.clone(),
-                bucket.clone(),
-                key.clone(),
-                renewed.to_json(),
-                Some(etag.clone()),
-            )
-            .await;
+            let answer = lock
+                .clone()
+                .put(renewed.to_json(), Some(etag.clone()))
+                .await;
             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
             match answer.map(lease::after_save) {
                 Ok(Saved::Written(new)) => {
@@ -600,15 +536,16 @@ async fn renew(
                 }
                 Ok(Saved::Lost) => {
                     s.lost = Some(format!(
-                        "the lease s3://{bucket}/{key} was taken over or removed while this \
-                         runner held it"
+                        "the lease {} was taken over or removed while this runner held it",
+                        lock.url()
                     ));
                     return;
                 }
                 Ok(Saved::Retry) => {}
                 Err(e) => {
                     tracing::warn!(
-                        "could not renew the lease s3://{bucket}/{key}: {e}; trying again"
+                        "could not renew the lease {}: {e}; trying again",
+                        lock.url()
                     );
                     break;
                 }
@@ -628,12 +565,7 @@ fn answer_of<E>(err: &SdkError<E, HttpResponse>) -> Option<Answer> {
     }
 }
 
-fn s3_error<E>(
-    action: &'static str,
-    bucket: &str,
-    key: &str,
-    err: &SdkError<E, HttpResponse>,
-) -> PlanError
+fn s3_error<E>(action: &'static str, url: &str, err: &SdkError<E, HttpResponse>) -> PlanError
 where
     E: std::error::Error + 'static,
 {
@@ -649,123 +581,117 @@ where
     };
     PlanError::S3 {
         action,
-        url: format!("{SCHEME}{bucket}/{key}"),
+        url: url.to_string(),
         message,
     }
 }
 
-/// PutObject, conditional: `If-None-Match: *` without an ETag, `If-Match`
-/// with one.
-async fn put(
+/// One object of the bucket, and the client to reach it: what every
+/// request of the protocol acts on. Cheap to clone (the client is shared).
+#[derive(Clone, Debug)]
+struct Object {
     client: aws_sdk_s3::Client,
     bucket: String,
     key: String,
-    body: Vec<u8>,
-    if_match: Option<String>,
-) -> Result<Answer, PlanError> {
-    let content_type = if key.ends_with(".yaml") {
-        "application/yaml"
-    } else {
-        "application/json"
-    };
-    let request = client
-        .put_object()
-        .bucket(&bucket)
-        .key(&key)
-        .content_type(content_type)
-        .body(ByteStream::from(body));
-    let request = match if_match {
-        Some(etag) => request.if_match(etag),
-        None => request.if_none_match("*"),
-    };
-    match request.send().await {
-        Ok(out) => Ok(Answer::Done(out.e_tag)),
-        Err(e) => answer_of(&e).ok_or_else(|| s3_error("write", &bucket, &key, &e)),
-    }
 }
 
-/// GetObject: the body and ETag, or `None` for no such object. An object
-/// over the plan size limit is refused unread.
-async fn get(
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    key: String,
-) -> Result<Option<(Vec<u8>, String)>, PlanError> {
-    let out = match client.get_object().bucket(&bucket).key(&key).send().await {
-        Ok(out) => out,
-        Err(e) if answer_of(&e) == Some(Answer::Missing) => return Ok(None),
-        Err(e) => return Err(s3_error("read", &bucket, &key, &e)),
-    };
-    if out
-        .content_length
-        .is_some_and(|len| len as u64 > MAX_PLAN_BYTES)
-    {
-        return Err(PlanError::Invalid {
-            path: format!("{SCHEME}{bucket}/{key}"),
-            message: format!(
-                "it is larger than {} KiB, which no plan is; it was not read",
-                MAX_PLAN_BYTES / 1024
-            ),
-        });
+impl Object {
+    fn url(&self) -> String {
+        format!("{SCHEME}{}/{}", self.bucket, self.key)
     }
-    let etag = out.e_tag.clone().unwrap_or_default();
-    let body = out.body.collect().await.map_err(|e| PlanError::S3 {
-        action: "read",
-        url: format!("{SCHEME}{bucket}/{key}"),
-        message: e.to_string(),
-    })?;
-    Ok(Some((body.to_vec(), etag)))
-}
 
-/// DeleteObject with `If-Match`.
-async fn delete(
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    key: String,
-    etag: String,
-) -> Result<Answer, PlanError> {
-    match client
-        .delete_object()
-        .bucket(&bucket)
-        .key(&key)
-        .if_match(etag)
-        .send()
-        .await
-    {
-        Ok(_) => Ok(Answer::Done(None)),
-        Err(e) => answer_of(&e).ok_or_else(|| s3_error("delete", &bucket, &key, &e)),
-    }
-}
-
-/// ListObjectsV2 under `prefix`, one level: the sub-folders (`folders`)
-/// or the objects.
-async fn list(
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    prefix: String,
-    folders: bool,
-) -> Result<Vec<String>, PlanError> {
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(&bucket)
-        .prefix(&prefix)
-        .delimiter("/")
-        .into_paginator()
-        .send();
-    let mut names = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| s3_error("list", &bucket, &prefix, &e))?;
-        if folders {
-            names.extend(
-                page.common_prefixes()
-                    .iter()
-                    .filter_map(|p| p.prefix.clone()),
-            );
+    /// PutObject, conditional: `If-Match` with an ETag, `If-None-Match: *`
+    /// without one.
+    async fn put(self, body: Vec<u8>, if_match: Option<String>) -> Result<Answer, PlanError> {
+        let content_type = if self.key.ends_with(".yaml") {
+            "application/yaml"
         } else {
-            names.extend(page.contents().iter().filter_map(|o| o.key.clone()));
+            "application/json"
+        };
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .content_type(content_type)
+            .body(ByteStream::from(body));
+        let request = match if_match {
+            Some(etag) => request.if_match(etag),
+            None => request.if_none_match("*"),
+        };
+        match request.send().await {
+            Ok(out) => Ok(Answer::Done(out.e_tag)),
+            Err(e) => answer_of(&e).ok_or_else(|| s3_error("write", &self.url(), &e)),
         }
     }
-    Ok(names)
+
+    /// GetObject: the body and ETag, or `None` for no such object. An
+    /// object over the plan size limit is refused unread.
+    async fn get(self) -> Result<Option<(Vec<u8>, String)>, PlanError> {
+        let request = self.client.get_object().bucket(&self.bucket).key(&self.key);
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(e) if answer_of(&e) == Some(Answer::Missing) => return Ok(None),
+            Err(e) => return Err(s3_error("read", &self.url(), &e)),
+        };
+        if out
+            .content_length
+            .is_some_and(|len| u64::try_from(len).unwrap_or(0) > MAX_PLAN_BYTES)
+        {
+            return Err(PlanError::Invalid {
+                path: self.url(),
+                message: format!(
+                    "it is larger than {} KiB, which no plan is; it was not read",
+                    MAX_PLAN_BYTES / 1024
+                ),
+            });
+        }
+        let etag = out.e_tag.clone().unwrap_or_default();
+        let body = out.body.collect().await.map_err(|e| PlanError::S3 {
+            action: "read",
+            url: self.url(),
+            message: e.to_string(),
+        })?;
+        Ok(Some((body.to_vec(), etag)))
+    }
+
+    /// ListObjectsV2 one level under this key taken as a prefix: the
+    /// sub-folders (`folders`) or the objects.
+    async fn list(self, folders: bool) -> Result<Vec<String>, PlanError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.key)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s3_error("list", &self.url(), &e))?;
+            if folders {
+                let prefixes = page.common_prefixes().iter();
+                names.extend(prefixes.filter_map(|p| p.prefix.clone()));
+            } else {
+                names.extend(page.contents().iter().filter_map(|o| o.key.clone()));
+            }
+        }
+        Ok(names)
+    }
+
+    /// DeleteObject with `If-Match`.
+    async fn delete(self, etag: String) -> Result<Answer, PlanError> {
+        let request = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .if_match(etag);
+        match request.send().await {
+            Ok(_) => Ok(Answer::Done(None)),
+            Err(e) => answer_of(&e).ok_or_else(|| s3_error("delete", &self.url(), &e)),
+        }
+    }
 }
 
 #[cfg(test)]
