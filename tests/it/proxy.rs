@@ -49,6 +49,11 @@ pub struct Faults {
     /// connection closed): the client's SDK sees a transient failure and
     /// retries. Each counts as `dropped` in [`Proxy::injected`].
     pub drop_answer: Option<DenyRule>,
+    /// Answers S3's `409 ConditionalRequestConflict`, without forwarding,
+    /// to every request this returns true for (same arguments as `deny`):
+    /// another conditional write to the same key was in flight. Each
+    /// counts as `conflict` in [`Proxy::injected`].
+    pub conflict: Option<DenyRule>,
 }
 
 #[derive(Default)]
@@ -246,6 +251,27 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
                 .write_all(format!("{head}{body}").as_bytes())
                 .is_err()
             {
+                return;
+            }
+            continue;
+        }
+        let conflict = {
+            let s = shared.lock().unwrap();
+            s.faults
+                .conflict
+                .is_some_and(|rule| rule(&request.action, &request.body, &s.forwarded))
+        };
+        if conflict {
+            *shared
+                .lock()
+                .unwrap()
+                .injected
+                .entry("conflict")
+                .or_default() += 1;
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>\
+                <Code>ConditionalRequestConflict</Code><Message>injected: a conflicting \
+                operation occurred</Message></Error>";
+            if respond(&mut client, "409 Conflict", body).is_err() {
                 return;
             }
             continue;

@@ -635,3 +635,61 @@ fn a_killed_runner_s_lease_is_taken_over_once_it_expires() {
     assert_eq!(env.keys("jay").len(), 2, "one new key");
     assert_eq!(bucket.get(&lease_key("jay")), None);
 }
+
+/// S3's 409 ConditionalRequestConflict (another conditional write to the
+/// same key in flight) is retried, for the lease and for a save alike, a
+/// bounded number of times.
+#[test]
+fn conflicts_are_retried_a_bounded_number_of_times() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LEASE_ONCE: AtomicUsize = AtomicUsize::new(0);
+    static SAVE_ONCE: AtomicUsize = AtomicUsize::new(0);
+    let env = moto_env!();
+    let bucket = Bucket::create(&env);
+    env.user("kim", 1);
+    env.user("lou", 1);
+    s3_run(&env, None, &["plan", "kim", "lou"]).expect(0);
+
+    // Once on the lease and once on the save of the create intent: both
+    // go through on the next attempt.
+    env.proxy.set_faults(Faults {
+        conflict: Some(|action, _, _| {
+            (action == "S3:PUT /rotation-plans/team/123456789012/.kim.yaml.lock"
+                && LEASE_ONCE.fetch_add(1, Ordering::SeqCst) == 0)
+                || (action == "S3:PUT /rotation-plans/team/123456789012/kim.yaml"
+                    && SAVE_ONCE.fetch_add(1, Ordering::SeqCst) == 0)
+        }),
+        ..Faults::default()
+    });
+    env.proxy.reset_counts();
+    let run = s3_run(&env, None, &["run", "kim"]);
+    run.expect(0);
+    assert_eq!(env.proxy.injected().get("conflict"), Some(&2));
+    assert_eq!(
+        bucket.plan_yaml("kim")["phase"],
+        "wait_for_adoption",
+        "{}",
+        run.text()
+    );
+    assert_eq!(env.keys("kim").len(), 2);
+
+    // Every time: the runner gives up on the lease after 5 attempts, with
+    // an error that says so, and touches nothing.
+    env.proxy.set_faults(Faults {
+        conflict: Some(|action, _, _| {
+            action == "S3:PUT /rotation-plans/team/123456789012/.lou.yaml.lock"
+        }),
+        ..Faults::default()
+    });
+    env.proxy.reset_counts();
+    let run = s3_run(&env, None, &["run", "lou"]);
+    run.expect(1);
+    assert!(
+        run.text().contains("409 ConditionalRequestConflict"),
+        "{}",
+        run.text()
+    );
+    assert_eq!(env.proxy.injected().get("conflict"), Some(&5));
+    assert_eq!(env.proxy.writes(), Default::default());
+    assert_eq!(bucket.plan_yaml("lou")["phase"], "create_second_key");
+}

@@ -272,9 +272,15 @@ impl S3Plans {
         let claim = self.claims.fetch_add(1, Ordering::Relaxed);
         let me = self.owner.claim(claim);
         let mut step = Step::Retry;
-        for _ in 0..MAX_ATTEMPTS * 2 {
+        let mut creates = 0;
+        // Bounded twice over: at most MAX_ATTEMPTS creates (a 409, or a
+        // lease that vanished between the create and the read, is retried),
+        // and a few reads and takeovers between them.
+        for _ in 0..MAX_ATTEMPTS * 3 {
             step = match step {
+                Step::Retry if creates == MAX_ATTEMPTS => break,
                 Step::Retry => {
+                    creates += 1;
                     let lease = Lease::new(&me, Utc::now(), length);
                     let answer = self.block(lock.clone().put(lease.to_json(), None))?;
                     match lease::after_create(answer) {
@@ -317,8 +323,9 @@ impl S3Plans {
             action: "take the lease",
             url: lock.url(),
             message: format!(
-                "S3 kept answering 409 ConditionalRequestConflict (or the lease kept vanishing) \
-                 after {MAX_ATTEMPTS} attempts; last step {step:?}"
+                "S3 answered 409 ConditionalRequestConflict (or the lease vanished and \
+                 reappeared) {creates} times in a row: other runners are contending for this \
+                 plan. Nothing was changed; run again"
             ),
         })
     }
