@@ -693,3 +693,50 @@ fn conflicts_are_retried_a_bounded_number_of_times() {
     assert_eq!(env.proxy.writes(), Default::default());
     assert_eq!(bucket.plan_yaml("lou")["phase"], "create_second_key");
 }
+
+/// A runner whose lease was taken from it (here: overwritten by another
+/// runner's while the first waits on IAM) finds out at its next renewal,
+/// and its next save is refused: no CreateAccessKey follows.
+#[test]
+fn a_runner_that_lost_its_lease_saves_and_acts_no_more() {
+    let env = moto_env!();
+    let bucket = Bucket::create(&env);
+    env.user("max", 1);
+    s3_run(&env, None, &["plan", "max"]).expect(0);
+    env.proxy.reset_counts();
+    env.proxy.set_faults(Faults {
+        hold: Some(|action, _, forwarded| {
+            action == "ListAccessKeys" && !forwarded.contains_key("ListAccessKeys")
+        }),
+        hold_for: Duration::from_secs(3),
+        ..Faults::default()
+    });
+    let mut cmd = env.command();
+    cmd.args(["--plans-dir", PLANS, "--lease", "1s", "run", "max"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let runner = cmd.spawn().unwrap();
+    let start = Instant::now();
+    while !env.proxy.injected().contains_key("held") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never reached IAM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bucket.lease_of_another_runner("max", "runner-b:4242:c0ffee", 600);
+    let run = env.capture(runner.wait_with_output().unwrap());
+    run.expect(1);
+    assert!(
+        run.text().contains("taken over or removed"),
+        "{}",
+        run.text()
+    );
+    assert_eq!(env.proxy.forwarded().get("CreateAccessKey"), None);
+    assert_eq!(env.keys("max").len(), 1);
+    assert_eq!(bucket.plan_yaml("max")["phase"], "create_second_key");
+    assert!(
+        bucket.get(&lease_key("max")).unwrap().contains("c0ffee"),
+        "the other runner's lease is left alone"
+    );
+}
