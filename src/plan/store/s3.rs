@@ -23,7 +23,6 @@ use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation}
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use chrono::Utc;
 
 use super::lease::{self, Answer, Lease, Owner, Saved, Step, MAX_ATTEMPTS};
@@ -152,7 +151,7 @@ impl S3Plans {
             let reason = match e.raw_response().map(|r| r.status().as_u16()) {
                 Some(404) => "the bucket does not exist. Create it (versioned, see docs/policies/plans-s3.json for the runner's permissions) or fix the bucket name".to_string(),
                 Some(403) => "access denied (HeadBucket). The credentials need s3:ListBucket on the bucket and s3:GetObject, s3:PutObject and s3:DeleteObject under the prefix (docs/policies/plans-s3.json)".to_string(),
-                _ => format!("S3 HeadBucket failed: {}", DisplayErrorContext(&e)),
+                _ => format!("S3 HeadBucket failed: {}", error_chain(&e)),
             };
             return Err(PlanError::Bucket {
                 url: url.to_string(),
@@ -584,13 +583,29 @@ where
          under the prefix and s3:ListBucket on the bucket (docs/policies/plans-s3.json)"
             .to_string()
     } else {
-        DisplayErrorContext(err).to_string()
+        error_chain(err)
     };
     PlanError::S3 {
         action,
         url: url.to_string(),
         message,
     }
+}
+
+/// An error and its sources, each one's message once, without the debug
+/// dump of the SDK's own display helper: what went wrong, down to the cause
+/// (a refused connection, credentials that could not be loaded).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// One object of the bucket, and the client to reach it: what every
