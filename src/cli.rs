@@ -28,7 +28,7 @@ Exit codes: 0 done or waiting normally; 1 error; 2 usage; 3 a plan is blocked.";
 
 const AFTER_LONG_HELP: &str = "\
 Environment:
-  IAM_ROTATE_PLANS_DIR   the plans folder (--plans-dir; default ./plans)
+  IAM_ROTATE_PLANS_DIR   the plans folder (--plans-dir; default ./plans), or s3://BUCKET/PREFIX
   IAM_ROTATE_NOW         an RFC 3339 time that replaces the clock, to rehearse a rotation
                          (only for reads, and for writes against an emulator)
   IAM_ROTATE_LOG         a tracing filter for stderr, for example iam_rotate=debug
@@ -56,7 +56,9 @@ Man page: iam-rotate man.";
     after_long_help = AFTER_LONG_HELP
 )]
 pub struct Cli {
-    /// Folder of plan files, one sub-folder per account.
+    /// Folder of plan files, one sub-folder per account; or
+    /// `s3://BUCKET/PREFIX` to keep them in S3 (saved with conditional
+    /// writes, guarded by leases; see --lease), shared by every runner.
     #[arg(
         long,
         global = true,
@@ -147,6 +149,14 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
+    /// With plans in S3: how long a runner's lease on a plan lasts unless
+    /// renewed (it is renewed every third of that while the plan is worked
+    /// on). Another runner skips a leased plan until it expires, then takes
+    /// it over. At least 1s.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "15m",
+          value_parser = lease_length)]
+    pub lease: HumanDuration,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -229,6 +239,16 @@ After the old key was deleted nothing can be rolled back: a deleted key never co
 
     /// A whole rotation on a built-in simulated account: no AWS needed.
     Demo(DemoArgs),
+
+    /// Remove a dead runner's lock (local plans) or lease (plans in S3).
+    #[command(
+        long_about = "Remove the lock beside a plan by hand, after the runner that held it died. \
+In S3 that is the plan's lease, which is removed whoever holds it: make sure its runner (named \
+in the output) is gone, or it may save once more and then stop, its next save refused. A local \
+lock file is removed only when no process holds it: an OS lock ends with its process, so a held \
+one has a live holder. --force is required."
+    )]
+    Unlock(UnlockArgs),
 
     /// Rotate the key of the caller's own profile.
     #[command(
@@ -450,6 +470,31 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// A user name or a plan path.
+    #[arg(value_name = "USER")]
+    pub user: String,
+
+    /// The account folder (default: the only one there is, else the
+    /// caller's account, from STS).
+    #[arg(long, value_name = "ACCOUNT_ID", value_parser = account_id)]
+    pub account: Option<String>,
+
+    /// Yes, remove it: its runner is dead.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `--lease`: a duration of at least one second.
+fn lease_length(text: &str) -> Result<HumanDuration, String> {
+    let length: HumanDuration = text.parse()?;
+    if length.as_secs() < 1 {
+        return Err(format!("a lease of {text} is too short; give at least 1s"));
+    }
+    Ok(length)
+}
 
 #[derive(Debug, Args)]
 pub struct SelfRotateArgs {

@@ -81,7 +81,7 @@ pub async fn plan_user(
             })
         }
     };
-    write_plan(caller, stamp, request, &user_info, &keys, prepared)
+    write_plan(store, caller, stamp, request, &user_info, &keys, prepared)
 }
 
 /// Why a user named on the command line cannot be planned when IAM does
@@ -150,7 +150,7 @@ pub async fn plan_listed_user(
             });
         }
     }
-    write_plan(caller, stamp, request, user_info, &keys, prepared)
+    write_plan(store, caller, stamp, request, user_info, &keys, prepared)
 }
 
 fn young_reason(keys: &[LiveKey]) -> String {
@@ -185,8 +185,7 @@ fn prepare(
     }
     let path = store.path_for(account, user);
     let mut replaced = None;
-    if path.exists() {
-        let existing = PlanStore::load(&path)?;
+    if let Some(existing) = store.find(&path)? {
         if !existing.phase.is_finished() {
             return Ok(Err(Planned::Skipped {
                 reason: format!(
@@ -220,6 +219,7 @@ struct Prepared {
 
 /// Picks the key to rotate and writes the plan in `create_second_key`.
 fn write_plan(
+    store: &PlanStore,
     caller: &Caller,
     stamp: &Stamp,
     request: &PlanRequest<'_>,
@@ -290,7 +290,7 @@ fn write_plan(
         crate::plan::Action::new(crate::plan::ActionKind::Planned, Some(&old.id), text),
         stamp,
     );
-    match PlanStore::create(&path, plan)? {
+    match store.create(&path, plan)? {
         Some(_) => Ok(Planned::Planned {
             path,
             old_key: old.id.clone(),
@@ -360,10 +360,12 @@ pub async fn open_self_rotation(
     };
     // Checked before the lock, so that a plan another process is driving
     // is still named for what it is, and again under it.
-    if path.exists()
-        && resumable(&PlanStore::load(path)?, path, delivery).map_err(|m| anyhow!(m))?
+    let existing = store.find(path)?;
+    if let Some(true) = existing
+        .map(|plan| resumable(&plan, path, delivery).map_err(|m| anyhow!(m)))
+        .transpose()?
     {
-        let locked = PlanStore::lock(path)?.ok_or_else(locked_elsewhere)?;
+        let locked = store.lock(path)?.ok_or_else(locked_elsewhere)?;
         if resumable(&locked.plan, path, delivery).map_err(|m| anyhow!(m))? {
             return Ok((locked, true));
         }
@@ -384,7 +386,7 @@ pub async fn open_self_rotation(
             anyhow::bail!("cannot self-rotate {user}: {reason}")
         }
     }
-    let mut locked = PlanStore::lock(path)?.ok_or_else(locked_elsewhere)?;
+    let mut locked = store.lock(path)?.ok_or_else(locked_elsewhere)?;
     locked.plan.record(
         format!(
             "self-rotate of {delivery}: adoption_wait 0s and quiet_period 0s because this key's \

@@ -98,7 +98,7 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
         ));
         results.clear();
         for path in store.list(ACCOUNT)? {
-            let result = run_one(&engine, path, RunOptions::default()).await;
+            let result = run_one(&engine, &store, path, RunOptions::default()).await;
             if !context.json() {
                 print_result(&result, now, &[]);
             }
@@ -115,7 +115,7 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
                     .into(),
             );
             let path = store.path_for(ACCOUNT, "carol");
-            if let Some(mut locked) = PlanStore::lock(&path)? {
+            if let Some(mut locked) = store.lock(&path)? {
                 let options = crate::rotation::RollbackOptions::default();
                 let (report, _) = engine.rollback(&mut locked, options).await?;
                 for action in report.actions {
@@ -180,7 +180,11 @@ fn print_status(
     let rows: Vec<StatusRow> = store
         .list(ACCOUNT)?
         .into_iter()
-        .map(|path| PlanStore::load(&path).map(|plan| StatusRow::new(&plan, path, now, None)))
+        .map(|path| {
+            store
+                .load(&path)
+                .map(|plan| StatusRow::new(&plan, path, now, None))
+        })
         .collect::<Result<_, _>>()?;
     if context.json() {
         output::json(&rows)?;

@@ -14,6 +14,7 @@ mod schema;
 mod self_rotate;
 mod show;
 mod status;
+mod unlock;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -250,6 +251,7 @@ fn command_kind(command: &Command) -> (&'static str, bool) {
         Command::Rollback(_) => ("rollback", false),
         Command::Report(_) => ("report", true),
         Command::Demo(_) => ("demo", true),
+        Command::Unlock(_) => ("unlock", false),
         Command::SelfRotate(_) => ("self-rotate", false),
         Command::Completions(_) => ("completions", true),
         Command::Man(_) => ("man", true),
@@ -290,22 +292,28 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         crate::output::force_boxes();
     }
     let repeated_flags = repeated_flags(&cli);
+    let aws_args = AwsArgs {
+        profile: cli.profile,
+        region: cli.region,
+        endpoint_url: cli.endpoint_url,
+        max_attempts: cli.max_attempts,
+        retry_mode: cli.retry_mode.map(|mode| match mode {
+            RetryMode::Standard => aws::RetryMode::Standard,
+            RetryMode::Adaptive => aws::RetryMode::Adaptive,
+        }),
+        role_arn: cli.role_arn,
+        external_id: cli.external_id,
+    };
+    // `demo` keeps its plans in a scratch folder of its own.
+    let plans = match cli.command {
+        Command::Demo(_) => PlanStore::new(cli.plans_dir),
+        _ => open_plans(cli.plans_dir, &aws_args, cli.lease.as_secs()).await?,
+    };
     let context = Context {
         repeated_flags,
-        plans: PlanStore::new(cli.plans_dir),
+        plans,
         output: cli.output,
-        aws_args: AwsArgs {
-            profile: cli.profile,
-            region: cli.region,
-            endpoint_url: cli.endpoint_url,
-            max_attempts: cli.max_attempts,
-            retry_mode: cli.retry_mode.map(|mode| match mode {
-                RetryMode::Standard => aws::RetryMode::Standard,
-                RetryMode::Adaptive => aws::RetryMode::Adaptive,
-            }),
-            role_arn: cli.role_arn,
-            external_id: cli.external_id,
-        },
+        aws_args,
         clock,
         quiet: cli.quiet,
         notify,
@@ -320,11 +328,40 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         Command::Rollback(args) => rollback::execute(&context, args).await,
         Command::Report(args) => report::execute(&context, args).await,
         Command::Demo(args) => demo::execute(&context, args).await,
+        Command::Unlock(args) => unlock::execute(&context, args).await,
         Command::SelfRotate(args) => self_rotate::execute(&context, args).await,
         Command::Completions(args) => completions::execute(args),
         Command::Man(args) => man::execute(args),
         Command::Schema(_) => schema::execute(),
     }
+}
+
+/// The plans folder, or the plans bucket checked before anything else:
+/// a missing bucket or denied access is one error (exit 1). The bucket is
+/// reached with the runner's own credentials, never those of --role-arn:
+/// the plans belong to whoever runs the rotations, not to the account
+/// rotated.
+async fn open_plans(
+    plans_dir: PathBuf,
+    aws_args: &AwsArgs,
+    lease_secs: u64,
+) -> anyhow::Result<PlanStore> {
+    if !crate::plan::store::is_s3(&plans_dir) {
+        return Ok(PlanStore::new(plans_dir));
+    }
+    let own = AwsArgs {
+        role_arn: None,
+        external_id: None,
+        ..aws_args.clone()
+    };
+    let config = aws::load_config(&own).await;
+    let plans = crate::plan::store::S3Plans::open(
+        &config,
+        &plans_dir.to_string_lossy(),
+        std::time::Duration::from_secs(lease_secs),
+    )
+    .await?;
+    Ok(PlanStore::s3(plans))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::cli::RollbackArgs;
 use crate::deliver::Deliverer;
 use crate::engine::{Engine, RunReport};
 use crate::output;
-use crate::plan::{mask_key, Phase, PlanStore};
+use crate::plan::{mask_key, Phase};
 use crate::rotation::RollbackOptions;
 
 #[derive(Serialize)]
@@ -25,7 +25,7 @@ struct RolledBack<'a> {
 pub async fn execute(context: &Context, args: RollbackArgs) -> anyhow::Result<Status> {
     let caller = context.caller().await?;
     let path = plan_path(&context.plans, &args.user, &caller.account)?;
-    let Some(mut locked) = PlanStore::lock(&path)? else {
+    let Some(mut locked) = context.plans.lock(&path)? else {
         anyhow::bail!(
             "{} is locked by another iam-rotate process; wait for it to finish and roll back again",
             path.display()

@@ -18,7 +18,7 @@ use crate::cli::RunArgs;
 use crate::engine::{Outcome, RunAction, RunOptions};
 use crate::fleet::{self, Category, Fleet, RunProgress, Summary};
 use crate::output;
-use crate::plan::{ActionKind, Phase, PlanStore};
+use crate::plan::{ActionKind, Phase};
 use crate::progress::BatchBars;
 use crate::rotation::{Overdue, WouldStep};
 
@@ -64,6 +64,7 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
         deliver: Arc::new(context.deliverer().await),
         caller,
         notifier: Some(Arc::new(context.notifier().await)),
+        store: context.plans.clone(),
     };
     let options = RunOptions {
         dry_run: args.dry_run,
@@ -189,7 +190,7 @@ impl<'a> ResultView<'a> {
                 actions,
             } => {
                 // The plan as the failed or skipped run left it.
-                let plan = PlanStore::load(path).ok();
+                let plan = context.plans.load(path).ok();
                 let now = context.clock.now();
                 let overdue = plan.as_ref().and_then(|p| crate::rotation::overdue(p, now));
                 ResultView {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::{is_plan_path, plan_path, Context, Status};
 use crate::cli::ShowArgs;
 use crate::output::{self, opt_time, time};
-use crate::plan::{mask_key, Plan, PlanStore};
+use crate::plan::{mask_key, Plan};
 use crate::rotation::{outlook, overdue};
 
 #[derive(Serialize)]
@@ -26,7 +26,7 @@ pub async fn execute(context: &Context, args: ShowArgs) -> anyhow::Result<Status
         context.reading_account(args.account.as_deref()).await?
     };
     let path = plan_path(&context.plans, &args.user, &account)?;
-    let plan = PlanStore::load(&path)?;
+    let plan = context.plans.load(&path)?;
     let now = context.clock.now();
     let look = outlook(&plan, now);
     let overdue = overdue(&plan, now);

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{is_plan_path, plan_path, user_of, Context, Status};
 use crate::cli::StatusArgs;
 use crate::output;
-use crate::plan::{Phase, Plan, PlanStore};
+use crate::plan::{Phase, Plan};
 use crate::rotation::{outlook, overdue};
 
 #[derive(Serialize)]
@@ -113,7 +113,7 @@ async fn select(context: &Context, args: &StatusArgs) -> anyhow::Result<Vec<Path
 }
 
 pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Status> {
-    if !context.plans.root().exists() {
+    if !context.plans.root_exists() {
         anyhow::bail!(
             "the plans folder {} does not exist. Pass --plans-dir (or set IAM_ROTATE_PLANS_DIR) \
              to the folder that holds your plans, or create plans with `iam-rotate plan`",
@@ -213,7 +213,8 @@ const PARALLEL_FROM: usize = 512;
 /// Reads and parses every plan, in the order given. Parsing YAML is most of
 /// the cost of `status` over a big folder, so it is spread over the cores.
 fn load_rows(context: &Context, paths: &[PathBuf], now: DateTime<Utc>) -> Vec<Row> {
-    let load = |path: &PathBuf| match PlanStore::load(path) {
+    let store = &context.plans;
+    let load = |path: &PathBuf| match store.load(path) {
         Ok(plan) => Row::Plan(Box::new(StatusRow::new(
             &plan,
             path.clone(),

@@ -115,11 +115,9 @@ async fn report_user(
         Err(e) => errors.push(e.to_string()),
     }
     let plan_path = store.path_for(request.account, &row.user);
-    if plan_path.exists() {
-        match PlanStore::load(&plan_path) {
-            Ok(plan) => row.plan_phase = Some(plan.phase),
-            Err(e) => errors.push(e.to_string()),
-        }
+    match store.find(&plan_path) {
+        Ok(plan) => row.plan_phase = plan.map(|plan| plan.phase),
+        Err(e) => errors.push(e.to_string()),
     }
     if !errors.is_empty() {
         row.error = Some(errors.join("; "));

@@ -19,6 +19,7 @@ use crate::deliver::Deliver;
 use crate::engine::{Engine, Outcome, RunAction, RunOptions, RunReport};
 use crate::iam::{Caller, Iam};
 use crate::notify::{self, Notifier};
+use crate::plan::store::Busy;
 use crate::plan::PlanStore;
 
 /// One plan's line in the result: a report, or why there is none.
@@ -174,6 +175,8 @@ pub struct Fleet {
     pub caller: Caller,
     /// Tells people when a plan needs them; `None`: nobody is told.
     pub notifier: Option<Arc<Notifier>>,
+    /// Where the plans are (a folder, or S3).
+    pub store: PlanStore,
 }
 
 impl Fleet {
@@ -224,7 +227,7 @@ pub async fn run_all(
             let fleet = fleet.clone();
             let handle = tasks.spawn(async move {
                 let notifier = fleet.notifier.as_deref();
-                run_one_with(&fleet.engine(), notifier, path, options).await
+                run_one_with(&fleet.engine(), &fleet.store, notifier, path, options).await
             });
             task_index.insert(handle.id(), index);
         }
@@ -257,14 +260,20 @@ pub async fn run_all(
 }
 
 /// Locks, loads and advances one plan; never fails the batch.
-pub async fn run_one(engine: &Engine<'_>, path: PathBuf, options: RunOptions) -> RunResult {
-    run_one_with(engine, None, path, options).await
+pub async fn run_one(
+    engine: &Engine<'_>,
+    store: &PlanStore,
+    path: PathBuf,
+    options: RunOptions,
+) -> RunResult {
+    run_one_with(engine, store, None, path, options).await
 }
 
 /// [`run_one`], then (unless a dry run) the plan's notices are sent under
 /// the same lock.
 pub async fn run_one_with(
     engine: &Engine<'_>,
+    store: &PlanStore,
     notifier: Option<&Notifier>,
     path: PathBuf,
     options: RunOptions,
@@ -277,16 +286,15 @@ pub async fn run_one_with(
         reason,
         actions,
     };
-    let mut locked = match PlanStore::lock(&path) {
-        Ok(Some(locked)) => locked,
-        Ok(None) => {
+    let mut locked = match store.try_lock(&path) {
+        Ok(Ok(locked)) => locked,
+        Ok(Err(Busy(reason))) => {
             return RunResult::Other {
                 user: user.clone(),
                 path,
                 state: NotRun::Skipped,
                 actions: Vec::new(),
-                reason: "locked: another iam-rotate process is working on this plan right now"
-                    .into(),
+                reason,
             }
         }
         Err(e) => return failed(path, e.to_string(), Vec::new()),

@@ -142,6 +142,7 @@ impl World {
             deliver: self.deliver.clone(),
             caller: self.caller.clone(),
             notifier: None,
+            store: self.store.clone(),
         }
     }
 
@@ -165,7 +166,9 @@ impl World {
     }
 
     fn plan(&self, user: &str) -> crate::plan::Plan {
-        PlanStore::load(&self.store.path_for(ACCOUNT, user)).unwrap()
+        self.store
+            .load(&self.store.path_for(ACCOUNT, user))
+            .unwrap()
     }
 }
 
@@ -297,7 +300,9 @@ async fn one_failure_or_block_never_stops_the_batch() {
     // One CreateAccessKey fails (after the SDK's own retries).
     w.sim.fail_next("CreateAccessKey");
     // Another process holds app07's plan.
-    let held = PlanStore::lock(&w.store.path_for(ACCOUNT, "app07"))
+    let held = w
+        .store
+        .lock(&w.store.path_for(ACCOUNT, "app07"))
         .unwrap()
         .unwrap();
 
@@ -365,7 +370,7 @@ async fn requests_per_phase_are_exactly_what_the_guards_need() {
     let fleet = w.fleet();
     let run = || async {
         let path = w.store.path_for(ACCOUNT, "alice");
-        run::run_one(&fleet.engine(), path, RunOptions::default()).await
+        run::run_one(&fleet.engine(), &fleet.store, path, RunOptions::default()).await
     };
 
     // create_second_key: the listing guards the create; right after it,
@@ -438,11 +443,22 @@ async fn blocked_finished_and_other_account_plans_cost_no_call() {
     w.sim.add_key("drifted", start());
     let fleet = w.fleet();
     let path = w.store.path_for(ACCOUNT, "drifted");
-    let report = run::run_one(&fleet.engine(), path.clone(), RunOptions::default()).await;
+    let report = run::run_one(
+        &fleet.engine(),
+        &fleet.store,
+        path.clone(),
+        RunOptions::default(),
+    )
+    .await;
     assert_eq!(report.category(), Category::Blocked);
     // Blocked now: the next run reads nothing until --retry-blocked.
     let calls = w
-        .calls_of(run::run_one(&fleet.engine(), path, RunOptions::default()))
+        .calls_of(run::run_one(
+            &fleet.engine(),
+            &fleet.store,
+            path,
+            RunOptions::default(),
+        ))
         .await;
     assert!(calls.is_empty(), "{calls:?}");
 
@@ -457,7 +473,9 @@ async fn blocked_finished_and_other_account_plans_cost_no_call() {
     let mut result = None;
     let calls = w
         .calls_of(async {
-            result = Some(run::run_one(&other.engine(), path, RunOptions::default()).await);
+            result = Some(
+                run::run_one(&other.engine(), &other.store, path, RunOptions::default()).await,
+            );
         })
         .await;
     assert!(calls.is_empty(), "{calls:?}");
@@ -493,7 +511,7 @@ async fn a_zero_wait_plan_still_runs_to_done_in_one_run_on_a_moving_clock() {
         ..w.fleet()
     };
     let path = w.store.path_for(ACCOUNT, "alice");
-    let result = run::run_one(&fleet.engine(), path, RunOptions::default()).await;
+    let result = run::run_one(&fleet.engine(), &fleet.store, path, RunOptions::default()).await;
     match result {
         RunResult::Report(r) => assert_eq!(r.phase, Phase::Done, "{:?}", r.outcome),
         other => panic!("{other:?}"),
@@ -574,7 +592,12 @@ async fn a_whole_rotation_in_one_run_takes_nine_calls() {
     let fleet = w.fleet();
     let path = w.store.path_for(ACCOUNT, "alice");
     let calls = w
-        .calls_of(run::run_one(&fleet.engine(), path, RunOptions::default()))
+        .calls_of(run::run_one(
+            &fleet.engine(),
+            &fleet.store,
+            path,
+            RunOptions::default(),
+        ))
         .await;
     let new = w.plan("alice").new_key.unwrap().id;
     assert_eq!(w.plan("alice").phase, Phase::Done);

@@ -86,7 +86,7 @@ fn locked_plan(dir: &Path, notify: &[&str]) -> LockedPlan {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut plan = crate::plan::store::parse(PLAN, &path).unwrap();
     plan.notify = notify.iter().map(|s| s.to_string()).collect();
-    PlanStore::create(&path, plan).unwrap().unwrap()
+    PlanStore::new(dir).create(&path, plan).unwrap().unwrap()
 }
 
 fn notifier(recorder: &Arc<Recorder>, runner: &[&str]) -> Notifier {
@@ -235,7 +235,7 @@ async fn a_notice_goes_to_the_runner_s_and_the_plan_s_targets() {
     assert_eq!(body["user"], "alice");
     assert_eq!(body["next_command"], "iam-rotate run alice");
     assert_eq!(body["plan"], locked.path.display().to_string());
-    let saved = PlanStore::load(&locked.path).unwrap();
+    let saved = PlanStore::new("/").load(&locked.path).unwrap();
     assert!(saved.notifications.pending.is_empty());
     assert_eq!(
         saved.notifications.last_sent,
@@ -262,7 +262,7 @@ async fn an_unsent_notice_is_kept_and_retried_only_where_it_failed() {
         recorder.take(),
         [(label(RUNNER_TOPIC), NoticeEvent::Overdue)]
     );
-    let saved = PlanStore::load(&locked.path).unwrap();
+    let saved = PlanStore::new("/").load(&locked.path).unwrap();
     assert_eq!(saved.notifications.overdue_sent_at, Some(t0()));
     let pending = &saved.notifications.pending;
     assert_eq!(pending.len(), 1);
@@ -291,7 +291,7 @@ async fn an_unsent_notice_is_kept_and_retried_only_where_it_failed() {
     assert_eq!(sent[0].0, label(RUNNER_HOOK));
     assert_eq!(sent[0].1.event, NoticeEvent::Overdue);
     assert_eq!(sent[0].1.at, t0());
-    let saved = PlanStore::load(&locked.path).unwrap();
+    let saved = PlanStore::new("/").load(&locked.path).unwrap();
     assert!(saved.notifications.pending.is_empty());
     assert_eq!(saved.notifications.overdue_sent_at, Some(t0()));
 }
@@ -328,7 +328,11 @@ async fn a_plan_keeps_at_most_the_newest_pending_notices() {
             .deliver(&mut locked, failed, &Guidance::default(), t0())
             .await;
     }
-    let pending = &PlanStore::load(&locked.path).unwrap().notifications.pending;
+    let pending = &PlanStore::new("/")
+        .load(&locked.path)
+        .unwrap()
+        .notifications
+        .pending;
     assert_eq!(pending.len(), MAX_PENDING);
     assert_eq!(pending[0].reason, "error 3");
 }

@@ -1,10 +1,21 @@
-//! The plan store: where plans live (`<plans-dir>/<account>/<user>.yaml`),
-//! how they are parsed (with file, line and column on any error), locked
-//! (one process per plan) and saved (atomically).
+//! The plan store: where plans live (`<plans-dir>/<account>/<user>.yaml`,
+//! in a local folder or in S3), how they are parsed (with file, line and
+//! column on any error), locked (one process per plan) and saved
+//! (atomically on disk; compare-and-swap in S3).
+//!
+//! Two stores behind one type: [`PlanStore`] dispatches on its backend, an
+//! enum of the local folder and [`S3Plans`]. Both are known here and
+//! nowhere else, so an enum keeps `&PlanStore` and [`LockedPlan`] concrete
+//! at every call site, with no boxed futures or trait objects for a choice
+//! made once per process.
+
+mod lease;
+mod s3;
 
 use std::fs::{self, File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -36,12 +47,24 @@ pub enum PlanError {
     },
     #[error("cannot use {path} as the plans folder: {reason}. Check --plans-dir (env IAM_ROTATE_PLANS_DIR); `iam-rotate plan` creates the folder with the first plan.")]
     PlansDir { path: String, reason: String },
+    #[error("cannot keep plans in {url}: {reason}. Check --plans-dir (env IAM_ROTATE_PLANS_DIR) and the credentials (--profile, AWS_PROFILE).")]
+    Bucket { url: String, reason: String },
     #[error("cannot {action} {path}: {source}. Check that the path exists and that you may read and write it.")]
     Io {
         action: &'static str,
         path: String,
         #[source]
         source: io::Error,
+    },
+    #[error("{path} was changed by another runner since this one read it, so this runner stopped working on it (no retry) and made no AWS change after that. See where it is now with `iam-rotate status` or `iam-rotate show`, then run again if it still needs a step.")]
+    Changed { path: String },
+    #[error("{path}: {reason}, so this runner stopped working on it and made no AWS change after that. Give --lease a length longer than one step takes, check `iam-rotate status`, then run again.")]
+    LeaseLost { path: String, reason: String },
+    #[error("cannot {action} {url}: {message}.")]
+    S3 {
+        action: &'static str,
+        url: String,
+        message: String,
     },
 }
 
@@ -55,10 +78,40 @@ impl PlanError {
     }
 }
 
-/// The folder of plans.
+/// The folder of plans: a local folder, or a bucket and prefix in S3.
 #[derive(Clone, Debug)]
 pub struct PlanStore {
+    /// A folder, or `s3://BUCKET/PREFIX`: plan paths are below it either way.
     root: PathBuf,
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    /// Files, OS locks, atomic renames.
+    Local,
+    /// Objects, leases, conditional writes.
+    S3(Arc<S3Plans>),
+}
+
+pub use s3::S3Plans;
+
+/// Whether `--plans-dir` names S3 (`s3://BUCKET/PREFIX`).
+pub fn is_s3(plans_dir: &Path) -> bool {
+    plans_dir.to_string_lossy().starts_with(s3::SCHEME)
+}
+
+/// Why a plan was not locked: another process or runner holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Busy(pub String);
+
+/// What `unlock --force` removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unlocked {
+    /// There was no lock or lease.
+    Nothing,
+    /// It removed this (a lock file, or a lease and its holder).
+    Removed(String),
 }
 
 /// IAM user names are made of letters, digits and `+=,.@_-`; anything else
@@ -74,12 +127,49 @@ pub fn is_valid_user_name(name: &str) -> bool {
 }
 
 impl PlanStore {
+    /// A local plans folder.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        PlanStore { root: root.into() }
+        PlanStore {
+            root: root.into(),
+            backend: Backend::Local,
+        }
+    }
+
+    /// Plans in S3 (the bucket already checked by [`S3Plans::open`]).
+    pub fn s3(plans: S3Plans) -> Self {
+        PlanStore {
+            root: plans.root(),
+            backend: Backend::S3(Arc::new(plans)),
+        }
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether the plans folder exists (an S3 bucket was checked on open).
+    pub fn root_exists(&self) -> bool {
+        match self.backend {
+            Backend::Local => self.root.exists(),
+            Backend::S3(_) => true,
+        }
+    }
+
+    /// The S3 store a plan path belongs to; `None` for a local path, which
+    /// is read from disk whatever the store (a plan file named by path).
+    fn remote(&self, path: &Path) -> Result<Option<&Arc<S3Plans>>, PlanError> {
+        if !is_s3(path) {
+            return Ok(None);
+        }
+        match &self.backend {
+            Backend::S3(plans) => Ok(Some(plans)),
+            Backend::Local => Err(PlanError::PlansDir {
+                path: path.display().to_string(),
+                reason: "a plan in S3 is read through --plans-dir s3://BUCKET/PREFIX \
+                         (env IAM_ROTATE_PLANS_DIR), not as a file"
+                    .into(),
+            }),
+        }
     }
 
     pub fn account_dir(&self, account: &str) -> PathBuf {
@@ -107,6 +197,9 @@ impl PlanStore {
 
     /// The account folders under the root, sorted.
     pub fn accounts(&self) -> Result<Vec<String>, PlanError> {
+        if let Backend::S3(plans) = &self.backend {
+            return plans.accounts();
+        }
         self.check_root()?;
         let entries = fs::read_dir(&self.root)
             .map_err(|e| PlanError::io("read the plans folder", &self.root, e))?;
@@ -125,6 +218,9 @@ impl PlanStore {
     /// The plan files of one account, sorted by user name. Temporary and
     /// lock files (leading dot) are never listed.
     pub fn list(&self, account: &str) -> Result<Vec<PathBuf>, PlanError> {
+        if let Backend::S3(plans) = &self.backend {
+            return plans.list(&self.root, account);
+        }
         self.check_root()?;
         let dir = self.account_dir(account);
         let entries = match fs::read_dir(&dir) {
@@ -146,9 +242,50 @@ impl PlanStore {
         Ok(plans)
     }
 
-    /// Reads, parses and validates one plan. A file over [`MAX_PLAN_BYTES`]
-    /// is refused unread.
-    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+    /// Reads, parses and validates one plan. A file (or object) over
+    /// [`MAX_PLAN_BYTES`] is refused unread.
+    pub fn load(&self, path: &Path) -> Result<Plan, PlanError> {
+        self.load_versioned(path).map(|(plan, _)| plan)
+    }
+
+    /// The plan, or `None` when there is none at `path`.
+    pub fn find(&self, path: &Path) -> Result<Option<Plan>, PlanError> {
+        match self.remote(path)? {
+            Some(plans) => match plans.read(path)? {
+                Some((text, _)) => parse(&text, path).map(Some),
+                None => Ok(None),
+            },
+            None if path.exists() => Self::load_file(path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The plan and, in S3, the ETag it was read at.
+    fn load_versioned(&self, path: &Path) -> Result<(Plan, Option<String>), PlanError> {
+        let Some(plans) = self.remote(path)? else {
+            return Self::load_file(path).map(|plan| (plan, None));
+        };
+        if let Some((text, etag)) = plans.read(path)? {
+            return Ok((parse(&text, path)?, Some(etag)));
+        }
+        // The account's other plans, for a did-you-mean (a courtesy: a
+        // listing that fails leaves it out).
+        let account = path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let others: Vec<String> = plans
+            .list(&self.root, &account)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect();
+        Err(not_found_among(path, &others, !others.is_empty()))
+    }
+
+    /// Reads, parses and validates one plan file.
+    fn load_file(path: &Path) -> Result<Plan, PlanError> {
         let file = File::open(path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 not_found(path)
@@ -187,25 +324,59 @@ impl PlanStore {
     }
 
     /// Loads the plan, then takes its lock and loads it again under the
-    /// lock. `Ok(None)`: another process holds the lock. Nothing is locked,
-    /// and no lock file is made, for a file that is not a valid plan; the
-    /// lock file is never opened through a symbolic link.
-    pub fn lock(path: &Path) -> Result<Option<LockedPlan>, PlanError> {
-        Self::load(path)?;
-        let Some(lock) = take_lock(path)? else {
-            return Ok(None);
+    /// lock. `Ok(None)`: another process holds the lock.
+    pub fn lock(&self, path: &Path) -> Result<Option<LockedPlan>, PlanError> {
+        self.try_lock(path).map(Result::ok)
+    }
+
+    /// [`PlanStore::lock`], saying who holds the plan when it is busy.
+    /// Nothing is locked, and no lock file (or lease) is made, for a plan
+    /// that is not valid; a lock file is never opened through a symbolic
+    /// link. In S3 the lease is taken and the plan read again under it; its
+    /// ETag then guards every save.
+    pub fn try_lock(&self, path: &Path) -> Result<Result<LockedPlan, Busy>, PlanError> {
+        self.load(path)?;
+        let guard = match self.remote(path)? {
+            Some(plans) => match plans.acquire(path)? {
+                Ok(held) => Guard::Lease(held),
+                Err(holder) => return Ok(Err(Busy(format!("leased: {holder}")))),
+            },
+            None => match take_lock(path)? {
+                Some(lock) => Guard::File { _lock: lock },
+                None => return Ok(Err(Busy(LOCAL_BUSY.into()))),
+            },
         };
-        let plan = Self::load(path)?;
-        Ok(Some(LockedPlan {
+        let (plan, etag) = self.load_versioned(path)?;
+        if let Guard::Lease(held) = &guard {
+            held.read_at(etag);
+        }
+        Ok(Ok(LockedPlan {
             path: path.to_path_buf(),
             plan,
-            _lock: lock,
+            guard,
         }))
     }
 
     /// Writes a brand-new plan, holding its lock. `Ok(None)`: another process
-    /// holds the lock.
-    pub fn create(path: &Path, plan: Plan) -> Result<Option<LockedPlan>, PlanError> {
+    /// holds the lock. In S3 the write is `If-None-Match: *` (or `If-Match`
+    /// on a finished plan it replaces).
+    pub fn create(&self, path: &Path, plan: Plan) -> Result<Option<LockedPlan>, PlanError> {
+        if let Some(plans) = self.remote(path)? {
+            let Ok(held) = plans.acquire(path)? else {
+                return Ok(None);
+            };
+            if let Some((text, etag)) = plans.read(path)? {
+                refuse_unfinished(&parse(&text, path)?, path)?;
+                held.read_at(Some(etag));
+            }
+            let locked = LockedPlan {
+                path: path.to_path_buf(),
+                plan,
+                guard: Guard::Lease(held),
+            };
+            locked.save()?;
+            return Ok(Some(locked));
+        }
         if let Some(dir) = path.parent() {
             atomic::create_private_dir(dir)
                 .map_err(|e| PlanError::io("create the plans folder", dir, e))?;
@@ -216,25 +387,46 @@ impl PlanStore {
         // Checked again under the lock: another `plan` may have written a
         // plan (and a `run` taken it on) since the caller looked.
         if path.exists() {
-            let existing = Self::load(path)?;
-            if !existing.phase.is_finished() {
-                return Err(PlanError::Invalid {
-                    path: path.display().to_string(),
-                    message: format!(
-                        "another iam-rotate process wrote an unfinished plan here (phase {}) \
-                         while this one was planning; it is never replaced",
-                        existing.phase
-                    ),
-                });
-            }
+            refuse_unfinished(&Self::load_file(path)?, path)?;
         }
         let locked = LockedPlan {
             path: path.to_path_buf(),
             plan,
-            _lock: lock,
+            guard: Guard::File { _lock: lock },
         };
         locked.save()?;
         Ok(Some(locked))
+    }
+
+    /// `unlock --force`: removes the lock beside the plan at `path`. In S3
+    /// that is the lease, whoever holds it (the operator says its runner is
+    /// dead). A local lock file is removed only when no process holds its
+    /// OS lock: such a lock ends with its process, so a held one has a live
+    /// holder, and removing the file would let a second process in.
+    pub fn unlock(&self, path: &Path) -> Result<Unlocked, PlanError> {
+        if let Some(plans) = self.remote(path)? {
+            return Ok(plans
+                .unlock(path)?
+                .map_or(Unlocked::Nothing, Unlocked::Removed));
+        }
+        let lock_path = lock_path(path);
+        if fs::symlink_metadata(&lock_path).is_err() {
+            return Ok(Unlocked::Nothing);
+        }
+        let Some(_held) = take_lock(path)? else {
+            return Err(PlanError::Invalid {
+                path: lock_path.display().to_string(),
+                message: "a running iam-rotate process holds this lock (an OS lock ends with \
+                          its process, so its holder is alive); stop that process instead. \
+                          Nothing was removed"
+                    .into(),
+            });
+        };
+        fs::remove_file(&lock_path).map_err(|e| PlanError::io("remove", &lock_path, e))?;
+        Ok(Unlocked::Removed(format!(
+            "the lock file {}, which no process held",
+            lock_path.display()
+        )))
     }
 
     /// Removes temporary files left by a process that was killed mid-write,
@@ -242,6 +434,10 @@ impl PlanStore {
     /// milliseconds, so an hour-old one has no owner.
     /// They are never read as plans either way; this only tidies the folder.
     pub fn sweep_temporaries(&self, account: &str) -> usize {
+        if let Backend::S3(_) = self.backend {
+            // S3 writes whole objects: there are no temporaries.
+            return 0;
+        }
         let dir = self.account_dir(account);
         let Ok(entries) = fs::read_dir(&dir) else {
             return 0;
@@ -268,6 +464,25 @@ impl PlanStore {
 }
 
 const STALE_TEMP_SECS: u64 = 3600;
+
+/// Why a local plan is skipped: its OS lock is held.
+const LOCAL_BUSY: &str = "locked: another iam-rotate process is working on this plan right now";
+
+/// A new plan never replaces an unfinished one another process wrote
+/// while this one was planning.
+fn refuse_unfinished(existing: &Plan, path: &Path) -> Result<(), PlanError> {
+    if existing.phase.is_finished() {
+        return Ok(());
+    }
+    Err(PlanError::Invalid {
+        path: path.display().to_string(),
+        message: format!(
+            "another iam-rotate process wrote an unfinished plan here (phase {}) \
+             while this one was planning; it is never replaced",
+            existing.phase
+        ),
+    })
+}
 
 /// No plan comes near this (observations are capped); a bigger file is
 /// something else, and is refused without being read.
@@ -626,15 +841,21 @@ pub fn without_values(message: &str) -> String {
 /// No plan at `path`: the error names the closest plans in its folder, if
 /// any, and what to do next.
 fn not_found(path: &Path) -> PlanError {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let others = folder.map(plan_names).unwrap_or_default();
+    let folder_exists = folder.is_some_and(Path::is_dir);
+    not_found_among(path, &others, folder_exists)
+}
+
+/// No plan at `path`, among the plans `others` of its folder (which may
+/// not exist).
+fn not_found_among(path: &Path, others: &[String], folder_exists: bool) -> PlanError {
     let user = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let others = folder.map(plan_names).unwrap_or_default();
     let closest = crate::suggest::closest(&user, others.iter().map(String::as_str));
     let did_you_mean = crate::suggest::did_you_mean(&closest);
-    let folder_exists = folder.is_some_and(Path::is_dir);
     let next = match (closest.is_empty(), folder_exists) {
         (false, _) => format!(
             "If not, create a plan with `iam-rotate plan {user}`, or check --plans-dir \
@@ -673,20 +894,36 @@ fn plan_names(folder: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A plan whose lock this process holds. Dropping it releases the lock.
+/// A plan whose lock (or lease) this process holds. Dropping it releases
+/// the lock.
 #[derive(Debug)]
 pub struct LockedPlan {
     pub path: PathBuf,
     pub plan: Plan,
-    _lock: File,
+    guard: Guard,
+}
+
+/// What keeps other processes off a plan while it is held.
+#[derive(Debug)]
+enum Guard {
+    /// The OS lock on the lock file beside the plan, held until dropped.
+    File { _lock: File },
+    /// The S3 lease beside the plan, and the plan's ETag.
+    Lease(s3::Held),
 }
 
 impl LockedPlan {
     /// Writes the plan atomically: readers see the old plan or the new one.
+    /// In S3 the write is conditional on the version this process read or
+    /// wrote last; if another runner changed the plan since, it fails with
+    /// [`PlanError::Changed`], and so does every later save of this plan.
     pub fn save(&self) -> Result<(), PlanError> {
         let yaml = to_yaml(&self.plan);
-        atomic::write(&self.path, yaml.as_bytes(), 0o644)
-            .map_err(|e| PlanError::io("write", &self.path, e))
+        match &self.guard {
+            Guard::File { .. } => atomic::write(&self.path, yaml.as_bytes(), 0o644)
+                .map_err(|e| PlanError::io("write", &self.path, e)),
+            Guard::Lease(held) => held.save(&self.path, &yaml),
+        }
     }
 }
 
@@ -847,9 +1084,10 @@ history: []
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         let big = format!("{EXAMPLE}# {}\n", "x".repeat(MAX_PLAN_BYTES as usize));
         fs::write(&path, big).unwrap();
-        let err = PlanStore::load(&path).unwrap_err().to_string();
+        let store = PlanStore::new(dir.path());
+        let err = store.load(&path).unwrap_err().to_string();
         assert!(err.contains("not read"), "{err}");
-        assert!(PlanStore::lock(&path).is_err());
+        assert!(store.lock(&path).is_err());
         assert!(
             !lock_path(&path).exists(),
             "no lock for a file that is not a plan"
@@ -864,7 +1102,10 @@ history: []
         fs::write(&path, EXAMPLE).unwrap();
         let target = dir.path().join("elsewhere");
         std::os::unix::fs::symlink(&target, lock_path(&path)).unwrap();
-        let err = PlanStore::lock(&path).unwrap_err().to_string();
+        let err = PlanStore::new(dir.path())
+            .lock(&path)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("symbolic link"), "{err}");
         assert!(!target.exists());
     }
@@ -875,11 +1116,39 @@ history: []
         let path = dir.path().join("123456789012").join("alice.yaml");
         let plan = parse(EXAMPLE, &path).unwrap();
         // Another process planned and ran first.
-        drop(PlanStore::create(&path, plan.clone()).unwrap());
+        let store = PlanStore::new(dir.path());
+        drop(store.create(&path, plan.clone()).unwrap());
         let before = fs::read(&path).unwrap();
-        let err = PlanStore::create(&path, plan).err().unwrap().to_string();
+        let err = store.create(&path, plan).err().unwrap().to_string();
         assert!(err.contains("never replaced"), "{err}");
         assert_eq!(fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn unlock_removes_only_a_lock_file_no_process_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PlanStore::new(dir.path());
+        let path = dir.path().join("123456789012").join("alice.yaml");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, EXAMPLE).unwrap();
+        assert_eq!(store.unlock(&path).unwrap(), Unlocked::Nothing);
+        let held = store.lock(&path).unwrap().unwrap();
+        let err = store.unlock(&path).unwrap_err().to_string();
+        assert!(err.contains("holder is alive"), "{err}");
+        assert!(lock_path(&path).exists());
+        drop(held);
+        assert!(matches!(store.unlock(&path).unwrap(), Unlocked::Removed(_)));
+        assert!(!lock_path(&path).exists());
+        assert!(store.lock(&path).unwrap().is_some(), "lockable again");
+    }
+
+    #[test]
+    fn a_local_store_refuses_a_plan_path_in_s3() {
+        let store = PlanStore::new("plans");
+        let path = Path::new("s3://bucket/team/123456789012/alice.yaml");
+        let err = store.load(path).unwrap_err().to_string();
+        assert!(err.contains("--plans-dir s3://"), "{err}");
+        assert!(is_s3(Path::new("s3://bucket")) && !is_s3(Path::new("./s3:/x")));
     }
 
     #[test]

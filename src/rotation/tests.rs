@@ -90,11 +90,11 @@ impl World {
     }
 
     fn load(&self, user: &str) -> Plan {
-        PlanStore::load(&self.path(user)).unwrap()
+        self.store.load(&self.path(user)).unwrap()
     }
 
     fn save(&self, plan: Plan) {
-        let mut locked = PlanStore::lock(&self.path(&plan.user)).unwrap().unwrap();
+        let mut locked = self.store.lock(&self.path(&plan.user)).unwrap().unwrap();
         locked.plan = plan;
         locked.save().unwrap();
     }
@@ -109,7 +109,7 @@ impl World {
     }
 
     async fn run_with(&self, user: &str, options: RunOptions) -> Result<RunReport, EngineError> {
-        let mut locked = PlanStore::lock(&self.path(user)).unwrap().unwrap();
+        let mut locked = self.store.lock(&self.path(user)).unwrap().unwrap();
         self.engine()
             .await
             .run(&mut locked, options)
@@ -139,7 +139,7 @@ impl World {
         user: &str,
         options: RollbackOptions,
     ) -> Result<(RunReport, Option<String>), EngineError> {
-        let mut locked = PlanStore::lock(&self.path(user)).unwrap().unwrap();
+        let mut locked = self.store.lock(&self.path(user)).unwrap().unwrap();
         self.engine().await.rollback(&mut locked, options).await
     }
 
@@ -711,10 +711,10 @@ async fn a_locked_plan_is_not_run_twice() {
     let w = World::new();
     w.user("sam");
     w.plan("sam").await;
-    let held = PlanStore::lock(&w.path("sam")).unwrap().unwrap();
-    assert!(PlanStore::lock(&w.path("sam")).unwrap().is_none());
+    let held = w.store.lock(&w.path("sam")).unwrap().unwrap();
+    assert!(w.store.lock(&w.path("sam")).unwrap().is_none());
     drop(held);
-    assert!(PlanStore::lock(&w.path("sam")).unwrap().is_some());
+    assert!(w.store.lock(&w.path("sam")).unwrap().is_some());
 }
 
 #[tokio::test]
@@ -880,7 +880,7 @@ async fn a_user_never_deletes_the_new_key_it_is_signed_in_with() {
         },
         ..w.engine().await
     };
-    let mut locked = PlanStore::lock(&w.path("yan")).unwrap().unwrap();
+    let mut locked = w.store.lock(&w.path("yan")).unwrap().unwrap();
     let writes = w.sim.writes().len();
     let err = engine
         .rollback(

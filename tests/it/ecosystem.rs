@@ -32,6 +32,7 @@ const SUBCOMMANDS: &[&str] = &[
     "rollback",
     "report",
     "demo",
+    "unlock",
     "self-rotate",
     "completions",
     "man",
@@ -818,6 +819,92 @@ fn the_delivery_policies_cover_secrets_manager_and_ssm() {
     }
 }
 
+/// The S3 action a request through the proxy needed (`S3:METHOD /path`):
+/// HeadBucket and ListObjectsV2 are `s3:ListBucket`.
+fn s3_action(request: &str) -> Option<&'static str> {
+    let (method, path) = request.strip_prefix("S3:")?.split_once(' ')?;
+    let on_object = path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .contains('/');
+    Some(match (method, on_object) {
+        ("HEAD", false) | ("GET", false) => "s3:ListBucket",
+        ("GET", true) => "s3:GetObject",
+        ("PUT", true) => "s3:PutObject",
+        ("DELETE", true) => "s3:DeleteObject",
+        _ => return None,
+    })
+}
+
+/// plans-s3.json as moto enforces it: besides the resources (see
+/// [`as_moto_enforces`]), moto checks HeadBucket as an action of its own,
+/// `s3:HeadBucket` (moto/s3/responses.py ACTION_MAP), where AWS checks
+/// `s3:ListBucket`; the statement that grants ListBucket grants that too.
+fn plans_policy_as_moto_enforces() -> serde_json::Value {
+    let mut policy = as_moto_enforces(policy_file("plans-s3.json"));
+    for statement in policy["Statement"].as_array_mut().unwrap() {
+        if actions(statement) == ["s3:ListBucket"] {
+            statement["Action"] = serde_json::json!(["s3:ListBucket", "s3:HeadBucket"]);
+        }
+    }
+    policy
+}
+
+#[test]
+fn the_plans_s3_policy_is_enough_for_plans_in_s3_and_needed() {
+    let env = moto_env!();
+    let plans = "s3://iam-rotate-plans/prod";
+    crate::harness::http(&env.moto.endpoint, "PUT", "/iam-rotate-plans", "")
+        .expect("moto creates the bucket");
+    let operator = env.user("rotator", 1).remove(0);
+    env.user("app", 1);
+    let operator_only = || ("operator", as_moto_enforces(policy_file("operator.json")));
+
+    // operator.json alone: the bucket check is refused first, exit 1.
+    set_policies(&env, "rotator", &[operator_only()]);
+    let denied = run_as(
+        &env,
+        &operator,
+        None,
+        &["--plans-dir", plans, "plan", "app"],
+    );
+    denied.expect(1);
+    assert!(denied.stderr.contains("access denied"), "{}", denied.stderr);
+    assert_eq!(env.proxy.writes(), Default::default());
+
+    set_policies(
+        &env,
+        "rotator",
+        &[operator_only(), ("plans", plans_policy_as_moto_enforces())],
+    );
+    env.proxy.reset_counts();
+    for args in [
+        &["plan", "app"][..],
+        &["run", "app"],
+        &["status"],
+        &["show", "app"],
+        &["unlock", "app", "--force"],
+    ] {
+        let mut all = vec!["--plans-dir", plans];
+        all.extend_from_slice(args);
+        run_as(&env, &operator, None, &all).expect(0);
+    }
+    assert_eq!(env.keys("app").len(), 2);
+    let granted: std::collections::BTreeSet<String> = policy_file("plans-s3.json")["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(actions)
+        .collect();
+    let used: std::collections::BTreeSet<String> = env
+        .proxy
+        .forwarded()
+        .into_keys()
+        .filter_map(|request| s3_action(&request).map(str::to_string))
+        .collect();
+    assert_eq!(granted, used, "{:?}", env.proxy.forwarded());
+}
+
 #[test]
 fn every_shipped_policy_is_a_2012_10_17_policy_document() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/policies");
@@ -836,6 +923,7 @@ fn every_shipped_policy_is_a_2012_10_17_policy_document() {
             "notify-sns.json",
             "operator.json",
             "org-runner.json",
+            "plans-s3.json",
             "self-rotate.json"
         ]
     );

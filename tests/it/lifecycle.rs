@@ -535,6 +535,7 @@ fn the_command_line_contract_holds() {
                 "--endpoint-url",
                 "--verbose",
                 "--quiet",
+                "--lease",
                 "IAM_ROTATE_PLANS_DIR",
             ],
         ),
@@ -560,6 +561,7 @@ fn the_command_line_contract_holds() {
         ("rollback", &["--abort", "--delete-new"]),
         ("report", &["--older-than"]),
         ("demo", &[]),
+        ("unlock", &["<USER>", "--force", "--account", "--lease"]),
         ("self-rotate", &["--delete-now"]),
     ];
     for (command, flags) in contract {

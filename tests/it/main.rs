@@ -16,5 +16,6 @@ mod offline;
 mod orphans;
 mod proxy;
 mod recovery;
+mod s3_plans;
 mod safety;
 mod self_safety;

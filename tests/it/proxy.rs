@@ -44,6 +44,16 @@ pub struct Faults {
     /// Each one counts as `held` in [`Proxy::injected`] once it is held.
     pub hold: Option<DenyRule>,
     pub hold_for: Duration,
+    /// Every request this returns true for (same arguments as `deny`) is
+    /// forwarded and takes effect, then its answer is dropped (the
+    /// connection closed): the client's SDK sees a transient failure and
+    /// retries. Each counts as `dropped` in [`Proxy::injected`].
+    pub drop_answer: Option<DenyRule>,
+    /// Answers S3's `409 ConditionalRequestConflict`, without forwarding,
+    /// to every request this returns true for (same arguments as `deny`):
+    /// another conditional write to the same key was in flight. Each
+    /// counts as `conflict` in [`Proxy::injected`].
+    pub conflict: Option<DenyRule>,
 }
 
 #[derive(Default)]
@@ -195,8 +205,21 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("Action=").map(str::to_string))
         })
-        .unwrap_or_else(|| "Unknown".into());
+        .unwrap_or_else(|| rest_action(&head));
     Some(Request { head, body, action })
+}
+
+/// A REST request (S3) has no action name: `S3:METHOD /bucket/key`, the
+/// path without its query (`S3:GET /plans/team/123456789012/alice.yaml`).
+fn rest_action(head: &str) -> String {
+    let mut parts = head.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(method), Some(target)) => {
+            let path = target.split('?').next().unwrap_or(target);
+            format!("S3:{method} {path}")
+        }
+        _ => "Unknown".into(),
+    }
 }
 
 fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
@@ -232,6 +255,27 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
             }
             continue;
         }
+        let conflict = {
+            let s = shared.lock().unwrap();
+            s.faults
+                .conflict
+                .is_some_and(|rule| rule(&request.action, &request.body, &s.forwarded))
+        };
+        if conflict {
+            *shared
+                .lock()
+                .unwrap()
+                .injected
+                .entry("conflict")
+                .or_default() += 1;
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>\
+                <Code>ConditionalRequestConflict</Code><Message>injected: a conflicting \
+                operation occurred</Message></Error>";
+            if respond(&mut client, "409 Conflict", body).is_err() {
+                return;
+            }
+            continue;
+        }
         if request.action == "PutParameter" {
             let key_id = serde_json::from_slice::<serde_json::Value>(&request.body)
                 .ok()
@@ -243,6 +287,12 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
             s.faults
                 .hold
                 .is_some_and(|hold| hold(&request.action, &request.body, &s.forwarded))
+        };
+        let dropped = {
+            let s = shared.lock().unwrap();
+            s.faults
+                .drop_answer
+                .is_some_and(|drop| drop(&request.action, &request.body, &s.forwarded))
         };
         let fault = pick_fault(shared, &request.action);
         match fault {
@@ -301,6 +351,16 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
                 s.faults.hold_for
             };
             std::thread::sleep(wait);
+        }
+        if dropped {
+            *shared
+                .lock()
+                .unwrap()
+                .injected
+                .entry("dropped")
+                .or_default() += 1;
+            let _ = client.shutdown(Shutdown::Both);
+            return;
         }
         if fault == Some("lose_create") {
             // IAM made the key; the client never hears of it.
