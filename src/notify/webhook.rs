@@ -3,6 +3,7 @@
 //! answer is delivery; redirects are not followed. Certificates are checked
 //! against the system's roots.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -62,8 +63,11 @@ impl Client {
 }
 
 fn build() -> Result<Https, String> {
+    // The provider named, not the process default: which one that is
+    // depends on the features other crates turn on.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
+        .with_provider_and_native_roots(provider)
         .map_err(|e| format!("cannot load the system's TLS root certificates: {e}"))?
         .https_or_http()
         .enable_http1()
@@ -85,4 +89,26 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_is_an_error_not_a_panic() {
+        // Port 1 on loopback: nothing listens. Building the TLS client
+        // (provider, system roots) and connecting both happen on this path.
+        let client = Client::default();
+        for url in ["https://127.0.0.1:1/hook", "http://127.0.0.1:1/hook"] {
+            let error = client
+                .post(&url.parse().unwrap(), "{}")
+                .await
+                .expect_err(url);
+            assert!(
+                error.contains("onnect") || error.contains("root certificates"),
+                "{url}: {error}"
+            );
+        }
+    }
 }
