@@ -55,11 +55,10 @@ PENDING_FLAGS = {
     "--accounts-file": ["accounts.yaml"],
     "--account-concurrency": ["4"],
     "--deadline": ["45m"],
-    "--lease": ["15m"],
 }
 # Plans in S3 (`--plans-dir s3://BUCKET/PREFIX`) parse today as a folder
 # name; the release that reads them says so in --help.
-S3_PLANS_PENDING = True
+S3_PLANS_PENDING = False
 
 # Resource types of the templates that moto's CloudFormation skips (it
 # creates every other one); checked against moto's own list so a moto
