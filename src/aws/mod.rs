@@ -5,6 +5,7 @@
 mod client;
 pub mod credentials;
 pub mod log;
+pub mod org;
 
 pub use client::AwsIam;
 

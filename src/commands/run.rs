@@ -30,12 +30,31 @@ pub use crate::fleet::run::{run_one, NotRun, RunResult};
 pub fn status_of(result: &RunResult) -> Status {
     match result {
         RunResult::Report(report) => status_of_outcome(&report.outcome),
-        RunResult::Other { .. } if result.category() == Category::Failed => Status::Failed,
+        // Left undone, by an error or by a stop (deadline, signal): exit 1.
+        RunResult::Other { .. }
+            if matches!(result.category(), Category::Failed | Category::NotRun) =>
+        {
+            Status::Failed
+        }
         RunResult::Other { .. } => Status::Success,
     }
 }
 
 pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status> {
+    let stop = fleet::Stop::new();
+    stop.watch(
+        context
+            .deadline
+            .map(|d| (std::time::Duration::from_secs(d.as_secs()), d.to_string())),
+    );
+    let batch = fleet::Batch {
+        concurrency: usize::from(args.concurrency),
+        stop,
+        grace: fleet::stop::GRACE,
+    };
+    if let Some(accounts) = super::accounts::selected(context, &context.org).await? {
+        return execute_org(context, &args, &accounts, &batch).await;
+    }
     let caller = context.caller().await?;
     let paths: Vec<PathBuf> = if args.all {
         context.plans.sweep_temporaries(&caller.account);
@@ -57,6 +76,7 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
             caller.account
         ));
     }
+    let run_batch = batch;
     let batch = args.all || paths.len() > 1;
     let fleet = Fleet {
         iam: Arc::new(context.iam().await.clone()),
@@ -71,15 +91,51 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
         retry_blocked: args.retry_blocked,
     };
     let mut progress = Progress::new(context, paths.len(), batch);
-    let results = fleet::run_all(
-        &fleet,
-        paths,
+    let results = fleet::run_all_until(&fleet, paths, options, &run_batch, &mut progress).await;
+    progress.clear();
+    finish(context, batch, &results, None)
+}
+
+/// `run --all --org` / `--accounts-file`: the same document, its results
+/// from every account, and each account's outcome.
+async fn execute_org(
+    context: &Context,
+    args: &RunArgs,
+    accounts: &[crate::fleet::org::Account],
+    batch: &fleet::Batch,
+) -> anyhow::Result<Status> {
+    let options = RunOptions {
+        dry_run: args.dry_run,
+        retry_blocked: args.retry_blocked,
+    };
+    let total = accounts
+        .iter()
+        .map(|a| context.plans.list(&a.id).map_or(0, |p| p.len()))
+        .sum();
+    let mut progress = Progress::new(context, total, true);
+    let (results, outcomes) = super::accounts::run_each(
+        context,
+        &context.org,
+        accounts,
         options,
-        usize::from(args.concurrency),
+        batch,
         &mut progress,
     )
     .await;
     progress.clear();
+    let status = finish(context, true, &results, Some(&outcomes))?;
+    super::accounts::say_outcomes(context, &outcomes);
+    Ok(status.and(super::accounts::status_of_accounts(&outcomes)))
+}
+
+/// Prints a batch's results (one JSON document, or the summary) and
+/// returns the exit status they ask for.
+fn finish(
+    context: &Context,
+    batch: bool,
+    results: &[RunResult],
+    accounts: Option<&[crate::fleet::org::AccountOutcome]>,
+) -> anyhow::Result<Status> {
     let status = results
         .iter()
         .fold(Status::Success, |s, r| s.and(status_of(r)));
@@ -89,6 +145,7 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
         output::json(&RunDocument {
             summary: SummaryView::of(&summary, &views),
             results: views,
+            accounts,
         })?;
     }
     if batch && !results.is_empty() {
@@ -107,6 +164,9 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
 struct RunDocument<'a> {
     results: Vec<ResultView<'a>>,
     summary: SummaryView,
+    /// With --org / --accounts-file: how each account fared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounts: Option<&'a [crate::fleet::org::AccountOutcome]>,
 }
 
 /// One plan's result, with the same fields whatever its outcome.
@@ -200,6 +260,7 @@ impl<'a> ResultView<'a> {
                     state: match state {
                         NotRun::Failed => "failed",
                         NotRun::Skipped => "skipped",
+                        NotRun::Stopped => "not_run",
                     },
                     actions,
                     would: None,
@@ -258,6 +319,7 @@ fn category_key(category: Category) -> &'static str {
         Category::Failed => "failed",
         Category::Skipped => "skipped",
         Category::DryRun => "dry_run",
+        Category::NotRun => "not_run",
     }
 }
 
@@ -409,6 +471,9 @@ pub fn summary_text(summary: &Summary) -> String {
     }
     if summary.count(Category::WrongAccount) > 0 {
         text.push_str("\n  plans of another account were not touched; run them with credentials for their account (--profile or --role-arn)");
+    }
+    if summary.count(Category::NotRun) > 0 {
+        text.push_str("\n  plans not run were left as they were; run again to carry on");
     }
     if summary.count(Category::Failed) > 0 {
         text.push_str("\n  failed plans keep the error (`last error` in `iam-rotate status`); run them again once it is fixed");
