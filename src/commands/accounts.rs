@@ -121,8 +121,8 @@ async fn reach(
 
 /// `plan --all --org`: `plan_one` in each account; the JSON document is
 /// `{"accounts": [outcome…], "plans": [each account's plan --all summary]}`.
-pub async fn plan_each<'c, F, Fut>(
-    context: &'c Context,
+pub async fn plan_each<F, Fut>(
+    context: &Context,
     args: &OrgArgs,
     accounts: Vec<Account>,
     plan_one: F,

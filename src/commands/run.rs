@@ -139,7 +139,7 @@ fn finish(
     let status = results
         .iter()
         .fold(Status::Success, |s, r| s.and(status_of(r)));
-    let summary = Summary::of(&results);
+    let summary = Summary::of(results);
     if context.json() {
         let views: Vec<ResultView> = results.iter().map(|r| ResultView::of(context, r)).collect();
         output::json(&RunDocument {
