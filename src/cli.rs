@@ -175,12 +175,13 @@ pub struct Cli {
 }
 
 /// Which accounts a command covers, beyond the caller's own: an AWS
-/// Organization's, or a list in a file (for `plan --all`, `run --all` and
-/// `status`); `--account` alone is the one account folder `status`, `show`
+/// Organization's, or a list in a file (for `plan --all`, `run --all`,
+/// `status` and `report`); `--account` alone is the one account folder `status`, `show`
 /// and `unlock` read.
 #[derive(Clone, Debug, Default, Args)]
 pub struct OrgArgs {
-    /// Every ACTIVE account of the caller's AWS Organization (Organizations
+    /// With plan --all, run --all, status and report: every ACTIVE account
+    /// of the caller's AWS Organization (Organizations
     /// ListAccounts, from the management or a delegated administrator
     /// account), each through the role --role-name, assumed with the
     /// caller's credentials (and --external-id). Plans go in each

@@ -119,11 +119,40 @@ async fn reach(
     Ok((config, iam, caller))
 }
 
+/// Runs `work` in each account, reached through its role, at most
+/// `--account-concurrency` at once; gives each account's result and outcome.
+pub async fn each_reached<T, F, Fut>(
+    context: &Context,
+    accounts: &[Account],
+    work: F,
+) -> (Vec<AccountRun<T>>, Vec<AccountOutcome>)
+where
+    F: Fn(AwsIam, Caller) -> Fut + Copy,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let session = aws_org::session_name(&run_id());
+    let stop = crate::fleet::Stop::new();
+    let runs = org::each_account(
+        accounts,
+        usize::from(context.org.account_concurrency),
+        &stop,
+        |account| {
+            let session = session.clone();
+            async move {
+                let (_, iam, caller) = reach(context, account, &session).await?;
+                work(iam, caller).await.map_err(|e| format!("{e:#}"))
+            }
+        },
+    )
+    .await;
+    let outcomes = outcomes(accounts, &runs);
+    (runs, outcomes)
+}
+
 /// `plan --all --org`: `plan_one` in each account; the JSON document is
 /// `{"accounts": [outcome…], "plans": [each account's plan --all summary]}`.
 pub async fn plan_each<F, Fut>(
     context: &Context,
-    args: &OrgArgs,
     accounts: Vec<Account>,
     plan_one: F,
 ) -> anyhow::Result<Status>
@@ -131,32 +160,11 @@ where
     F: Fn(AwsIam, Caller) -> Fut + Copy,
     Fut: Future<Output = anyhow::Result<serde_json::Value>>,
 {
-    let session = aws_org::session_name(&run_id());
-    let stop = crate::fleet::Stop::new();
-    let runs = org::each_account(
-        &accounts,
-        usize::from(args.account_concurrency),
-        &stop,
-        |account| {
-            let session = session.clone();
-            async move {
-                let (_, iam, caller) = reach(context, account, &session).await?;
-                plan_one(iam, caller).await.map_err(|e| format!("{e:#}"))
-            }
-        },
-    )
-    .await;
-    let outcomes = outcomes(&accounts, &runs);
+    let (runs, outcomes) = each_reached(context, &accounts, plan_one).await;
     let status = status_of_accounts(&outcomes);
     say_outcomes(context, &outcomes);
     if context.json() {
-        let plans: Vec<&serde_json::Value> = runs
-            .iter()
-            .filter_map(|run| match run {
-                AccountRun::Done(document) => Some(document),
-                _ => None,
-            })
-            .collect();
+        let plans: Vec<serde_json::Value> = runs.into_iter().filter_map(AccountRun::done).collect();
         output::json(&serde_json::json!({ "accounts": outcomes, "plans": plans }))?;
     }
     Ok(status)

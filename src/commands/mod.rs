@@ -394,7 +394,7 @@ fn check_accounts(org: &crate::cli::OrgArgs, command: &mut Command) -> Result<()
             }
             Ok(())
         }
-        Command::Status(_) => Ok(()),
+        Command::Status(_) | Command::Report(_) if many => Ok(()),
         Command::Show(args) if !many => {
             args.account = single("show")?;
             Ok(())
@@ -404,8 +404,8 @@ fn check_accounts(org: &crate::cli::OrgArgs, command: &mut Command) -> Result<()
             Ok(())
         }
         _ if many || !org.accounts.is_empty() => usage(
-            "--org, --accounts-file and --account go with plan --all, run --all, status, show and \
-             unlock",
+            "--org, --accounts-file and --account go with plan --all, run --all, status, report, \
+             show and unlock",
         ),
         _ => Ok(()),
     }

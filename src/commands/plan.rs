@@ -29,7 +29,7 @@ pub async fn execute(context: &Context, args: PlanArgs) -> anyhow::Result<Status
             let stamp = Stamp::new(context.clock.as_ref(), &caller);
             plan_all(context, &iam, args_ref, policy, delivery, &caller, &stamp).await
         };
-        return super::accounts::plan_each(context, &context.org, accounts, every).await;
+        return super::accounts::plan_each(context, accounts, every).await;
     }
     let iam = context.iam().await;
     let caller = context.caller().await?;

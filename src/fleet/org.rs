@@ -181,6 +181,14 @@ pub enum AccountRun<T> {
 }
 
 impl<T> AccountRun<T> {
+    /// The result, when the account was reached.
+    pub fn done(self) -> Option<T> {
+        match self {
+            AccountRun::Done(done) => Some(done),
+            _ => None,
+        }
+    }
+
     pub fn outcome(&self, account: &Account) -> AccountOutcome {
         let (state, reason) = match self {
             AccountRun::Done(_) => (AccountState::Done, None),

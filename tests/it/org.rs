@@ -230,6 +230,42 @@ fn a_whole_organisation_is_planned_and_run_and_a_refused_account_fails_alone() {
     for user in ["prod-app", "prod-ci"] {
         assert_eq!(yaml(&env, &org.prod, user)["phase"], "wait_for_adoption");
     }
+
+    // status reads those accounts' folders; report reads each account's
+    // IAM through its role.
+    let status = env.run(&["status", "--org", "--output", "json"]);
+    status.expect(0);
+    let mut rows: Vec<String> = status
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["account"].as_str().unwrap(),
+                r["user"].as_str().unwrap()
+            )
+        })
+        .collect();
+    rows.sort();
+    let mut expected = vec![
+        format!("{}/dev-app", org.dev),
+        format!("{}/dev-ci", org.dev),
+        format!("{}/prod-app", org.prod),
+        format!("{}/prod-ci", org.prod),
+    ];
+    expected.sort();
+    assert_eq!(rows, expected);
+    let report = env.run(&["report", "--org", "--output", "json"]);
+    report.expect(0);
+    let report = report.json();
+    let users = report["users"].as_array().unwrap();
+    assert_eq!(users.len(), 4, "{report}");
+    for user in users {
+        assert_eq!(user["keys"].as_array().unwrap().len(), 2, "{user}");
+        assert_eq!(user["plan_phase"], "wait_for_adoption", "{user}");
+    }
     env.assert_no_secret_leaked(&[]);
 }
 
