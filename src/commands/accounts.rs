@@ -2,6 +2,7 @@
 //! accounts, the assumed role in each (its session named after this run,
 //! for CloudTrail), and one summary line per account.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,6 @@ use crate::output;
 /// `--exclude-account`; `None` when neither was given (the caller's own
 /// account).
 pub async fn selected(context: &Context, args: &OrgArgs) -> anyhow::Result<Option<Vec<Account>>> {
-    let filtered = !args.accounts.is_empty() || !args.exclude_account.is_empty();
     let listed = if args.org {
         if context.aws_args.role_arn.is_some() {
             return Err(UsageError(
@@ -59,14 +59,9 @@ pub async fn selected(context: &Context, args: &OrgArgs) -> anyhow::Result<Optio
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the accounts file {}", path.display()))?;
         org::parse_accounts_file(&text, path).map_err(UsageError)?
-    } else if filtered {
-        return Err(UsageError(
-            "--account and --exclude-account choose among the accounts of --org or \
-             --accounts-file; give one of those"
-                .into(),
-        )
-        .into());
     } else {
+        // A lone --account is the one folder status, show and unlock read
+        // (checked, like the rest of these flags, before any command runs).
         return Ok(None);
     };
     let accounts =
@@ -177,7 +172,6 @@ where
 /// results (not touched), those of an account not started are not run.
 pub async fn run_each(
     context: &Context,
-    args: &OrgArgs,
     accounts: &[Account],
     options: crate::engine::RunOptions,
     batch: &Batch,
@@ -193,13 +187,14 @@ pub async fn run_each(
         .collect();
     let shared = Shared(Mutex::new(progress));
     let notifier = Arc::new(context.notifier().await);
+    let listed: HashMap<&str, &Result<Vec<PathBuf>, String>> =
+        accounts.iter().map(|a| a.id.as_str()).zip(&paths).collect();
     let runs = org::each_account(
         accounts,
-        usize::from(args.account_concurrency),
+        usize::from(context.org.account_concurrency),
         &batch.stop,
         |account| {
-            let index = accounts.iter().position(|a| a.id == account.id);
-            let listed = index.map(|i| paths[i].clone());
+            let listed = listed.get(account.id.as_str()).copied().cloned();
             let (session, notifier, shared) = (session.clone(), notifier.clone(), &shared);
             async move {
                 let paths = listed

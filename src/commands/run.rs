@@ -113,15 +113,8 @@ async fn execute_org(
         .map(|a| context.plans.list(&a.id).map_or(0, |p| p.len()))
         .sum();
     let mut progress = Progress::new(context, total, true);
-    let (results, outcomes) = super::accounts::run_each(
-        context,
-        &context.org,
-        accounts,
-        options,
-        batch,
-        &mut progress,
-    )
-    .await;
+    let (results, outcomes) =
+        super::accounts::run_each(context, accounts, options, batch, &mut progress).await;
     progress.clear();
     let status = finish(context, true, &results, Some(&outcomes))?;
     super::accounts::say_outcomes(context, &outcomes);
