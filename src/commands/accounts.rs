@@ -69,6 +69,13 @@ pub async fn selected(context: &Context, args: &OrgArgs) -> anyhow::Result<Optio
     if accounts.is_empty() {
         output::note("no account to work in");
     }
+    // A next command printed for an account's plan acts in that account.
+    let _ = context.account_flags.set(
+        accounts
+            .iter()
+            .map(|a| (a.id.clone(), vec!["--role-arn".into(), a.role_arn.clone()]))
+            .collect(),
+    );
     Ok(Some(accounts))
 }
 

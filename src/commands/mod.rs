@@ -88,6 +88,9 @@ pub struct Context {
     pub repeated_flags: Vec<String>,
     /// `--org`, `--accounts-file` and their account filters.
     pub org: crate::cli::OrgArgs,
+    /// With --org / --accounts-file: the flags a printed next command adds
+    /// to act in each account (`--role-arn` of its role), by account id.
+    pub account_flags: std::sync::OnceLock<std::collections::HashMap<String, Vec<String>>>,
     /// `--deadline`: how long a batch may take new plans.
     pub deadline: Option<crate::duration::HumanDuration>,
     aws: tokio::sync::OnceCell<(aws_config::SdkConfig, AwsIam)>,
@@ -147,7 +150,22 @@ impl Context {
     /// [`rotation::next_command`](crate::rotation::next_command).
     pub fn next_command(&self, plan: &crate::plan::Plan) -> Option<String> {
         let next = crate::rotation::next_command(plan)?;
-        Some(command_line(&self.repeated_flags, next.words(), &plan.user))
+        Some(command_line(
+            &self.flags_for(&plan.account),
+            next.words(),
+            &plan.user,
+        ))
+    }
+
+    /// The global flags a printed command repeats to act on `account`'s
+    /// plans: this invocation's, plus the role that reaches the account
+    /// when --org or --accounts-file chose it.
+    pub fn flags_for(&self, account: &str) -> Vec<String> {
+        let mut flags = self.repeated_flags.clone();
+        if let Some(extra) = self.account_flags.get().and_then(|all| all.get(account)) {
+            flags.extend(extra.iter().cloned());
+        }
+        flags
     }
 
     /// STS GetCallerIdentity, with an error that says what to check.
@@ -332,6 +350,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         notify,
         plan_notify: plan_notify(&cli.notify),
         deadline: cli.deadline,
+        account_flags: std::sync::OnceLock::new(),
         org: cli.org,
         aws: tokio::sync::OnceCell::new(),
     };

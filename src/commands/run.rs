@@ -52,6 +52,15 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
         stop,
         grace: fleet::stop::GRACE,
     };
+    let many_accounts = context.org.org || context.org.accounts_file.is_some();
+    if many_accounts && !context.plans.root_exists() {
+        anyhow::bail!(
+            "the plans folder {} does not exist. Pass --plans-dir (or set IAM_ROTATE_PLANS_DIR) \
+             to the folder that holds your plans, or create plans with `iam-rotate plan --all \
+             --org`",
+            context.plans.root().display()
+        );
+    }
     if let Some(accounts) = super::accounts::selected(context, &context.org).await? {
         return execute_org(context, &args, &accounts, &batch).await;
     }
@@ -230,7 +239,7 @@ impl<'a> ResultView<'a> {
                     overdue: r.overdue.is_some(),
                     overdue_reason: r.overdue.as_ref().map(|o| o.what.clone()),
                     next_command: r.next.map(|next| {
-                        super::command_line(&context.repeated_flags, next.words(), &r.user)
+                        super::command_line(&context.flags_for(&r.account), next.words(), &r.user)
                     }),
                     path: &r.path,
                 }
@@ -342,21 +351,22 @@ fn worth_saying_quietly(result: &RunResult) -> bool {
 
 /// What a person watching a batch sees: bars on a terminal, plain lines
 /// otherwise.
-struct Progress {
+struct Progress<'c> {
     /// Set only when stderr is a terminal (and not `-q`).
     bars: Option<BatchBars>,
     json: bool,
     quiet: bool,
     now: DateTime<Utc>,
-    /// The global flags a printed next command repeats.
-    flags: Vec<String>,
+    /// For the global flags a printed next command repeats, per account
+    /// ([`Context::flags_for`]).
+    context: &'c Context,
     total: usize,
     done: usize,
     counts: HashMap<Category, usize>,
 }
 
-impl Progress {
-    fn new(context: &Context, total: usize, batch: bool) -> Self {
+impl<'c> Progress<'c> {
+    fn new(context: &'c Context, total: usize, batch: bool) -> Self {
         let bars = (batch && !context.quiet)
             .then(|| BatchBars::new(total))
             .flatten();
@@ -365,7 +375,7 @@ impl Progress {
             json: context.json(),
             quiet: context.quiet,
             now: context.clock.now(),
-            flags: context.repeated_flags.clone(),
+            context,
             total,
             done: 0,
             counts: HashMap::new(),
@@ -380,7 +390,7 @@ impl Progress {
     }
 }
 
-impl RunProgress for Progress {
+impl RunProgress for Progress<'_> {
     fn started(&mut self, user: &str) {
         if let Some(bars) = &mut self.bars {
             bars.started(user);
@@ -392,7 +402,13 @@ impl RunProgress for Progress {
         let category = result.category();
         *self.counts.entry(category).or_default() += 1;
         let say = !self.json && (!self.quiet || worth_saying_quietly(result));
-        let text = say.then(|| format_result(result, self.now, &self.flags));
+        let text = say.then(|| {
+            let account = match result {
+                RunResult::Report(r) => r.account.clone(),
+                RunResult::Other { path, .. } => account_of_path(path),
+            };
+            format_result(result, self.now, &self.context.flags_for(&account))
+        });
         match &mut self.bars {
             Some(bars) => bars.finished(result.user(), counts_text(&self.counts), text),
             None => {
@@ -410,6 +426,14 @@ impl RunProgress for Progress {
             }
         }
     }
+}
+
+/// The account folder a plan path sits in.
+fn account_of_path(path: &Path) -> String {
+    path.parent()
+        .and_then(|dir| dir.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn counts_text(counts: &HashMap<Category, usize>) -> String {

@@ -197,6 +197,13 @@ fn a_whole_organisation_is_planned_and_run_and_a_refused_account_fails_alone() {
             assert_eq!(state, "failed", "{result}");
         } else {
             assert_eq!(result["phase"], "wait_for_adoption", "{result}");
+            // The next command acts in the plan's own account.
+            let next = result["next_command"].as_str().unwrap();
+            let expected = format!(
+                "--role-arn arn:aws:iam::{account}:role/IamRotate run {}",
+                result["user"].as_str().unwrap()
+            );
+            assert!(next.ends_with(&expected), "{next}");
         }
     }
     assert_eq!(document["summary"]["counts"]["failed"], 2);
