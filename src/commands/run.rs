@@ -179,7 +179,7 @@ pub struct ResultView<'a> {
     /// The plan's phase after the run (null when the plan could not be read).
     pub phase: Option<Phase>,
     /// `finished`, `waiting`, `blocked`, `wrong_account`, `would_act`,
-    /// `failed` or `skipped`.
+    /// `failed`, `skipped` or `not_run` (a stopped batch never started it).
     pub state: &'static str,
     /// What this run did, in order.
     pub actions: &'a [RunAction],
