@@ -317,9 +317,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
     let repeated_flags = repeated_flags(&cli);
     let mut command = cli.command;
     check_accounts(&cli.org, &mut command)?;
-    if cli.external_id.is_some() && cli.role_arn.is_none() && !cli.org.org {
+    if cli.external_id.is_some()
+        && cli.role_arn.is_none()
+        && !(cli.org.org || cli.org.accounts_file.is_some())
+    {
         return Err(UsageError(
-            "--external-id goes with the role it is for: --role-arn, or --org's roles".into(),
+            "--external-id goes with the role it is for: --role-arn, or the roles of --org or \
+             --accounts-file"
+                .into(),
         )
         .into());
     }
