@@ -310,7 +310,11 @@ impl Sim {
                 match planner::plan_user(&iam, world.store(), &caller, &stamp, &request).await {
                     Ok(planned) => {
                         out.texts.push(json(&planned));
-                        out.settled.push(spec.name.clone());
+                        // Only a plan just written says anything of IAM;
+                        // a skipped one may wait for a run to settle it.
+                        if matches!(planned, planner::Planned::Planned { .. }) {
+                            out.settled.push(spec.name.clone());
+                        }
                     }
                     Err(e) => out.texts.push(e.to_string()),
                 }

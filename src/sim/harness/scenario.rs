@@ -229,7 +229,10 @@ pub fn generate(seed: u64) -> Scenario {
             },
         })
         .collect();
-    let skew = Duration::seconds(*rng.pick(&[0, 0, 20, -20, 180, -180]));
+    // Within the skew an interrupted create allows for (ORPHAN_SKEW, one
+    // minute): beyond it a runner cannot prove a key its own, and blocks
+    // or keeps it, as designed.
+    let skew = Duration::seconds(*rng.pick(&[0, 0, 20, -20, 55, -55]));
     let fault_rate = *rng.pick(&[0, 0, 20, 60, 150]);
     let mut steps: Vec<Step> = (0..count)
         .map(|user| Step::plain(Act::Plan { runner: 0, user }))
