@@ -89,6 +89,11 @@ pub enum Refusal {
     /// `--delete-new` on a rolled-back plan whose old key is not Active:
     /// the user would be left without a working key.
     OldKeyNotActive { user: String, old_key: String },
+    /// Without `--delete-new`, a plan whose CreateAccessKey went
+    /// unanswered and left a key: rolling back would end the plan, clear
+    /// the intent that tells that key is ours, and leave it in IAM for
+    /// good. The old key is still Active, so nothing needs rolling back.
+    InterruptedCreate { user: String, key: String },
 }
 
 impl fmt::Display for Refusal {
@@ -142,6 +147,15 @@ impl fmt::Display for Refusal {
                  iam update-access-key --user-name {user} --access-key-id {old_key} --status \
                  Active`), then run this again.",
                 mask_key(old_key)
+            ),
+            Refusal::InterruptedCreate { user, key } => write!(
+                f,
+                "not rolled back: {user}'s old key is still active, and an interrupted \
+                 CreateAccessKey left key {} that the plan has not recorded yet. Run \
+                 `iam-rotate run {user}` first (it keeps the key if it was delivered, deletes it \
+                 if it provably was not, or blocks naming it), or `iam-rotate rollback \
+                 --delete-new {user}` to end the rotation without it.",
+                mask_key(key)
             ),
         }
     }
@@ -254,6 +268,14 @@ pub fn decide_rollback(
             });
         }
         steps.extend(retire_new(plan, keys, orphan_use, system_now));
+    } else if plan.new_key.is_none() {
+        let known = [plan.old_key.id.as_str()];
+        if let Some(key) = orphan_candidate_in(plan.create_intent_at, keys, &known) {
+            return Err(Refusal::InterruptedCreate {
+                user: user.clone(),
+                key: key.id.clone(),
+            });
+        }
     }
     let done: Vec<String> = steps.iter().filter_map(RollbackStep::action).collect();
     let end = match (rolled_back, done.is_empty()) {
