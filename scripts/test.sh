@@ -41,3 +41,10 @@ if [ "$#" -eq 0 ]; then
   set -- --lib --bins --tests
 fi
 cargo test --locked "$@"
+if [ "$#" -eq 3 ] && [ "$1" = --lib ]; then
+  # The deterministic simulation (src/sim/harness/): every crash point of
+  # the reference rotations, then a few hundred random seeds, on the debug
+  # build just made. scripts/simulate.sh --seeds N runs more (release).
+  echo "==> scripts/simulate.sh --debug --seeds 300"
+  scripts/simulate.sh --debug --seeds 300
+fi
