@@ -11,16 +11,21 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::invariants;
 use super::rng::Rng;
+use super::scenario::OPERATOR;
 use super::scenario::{Act, Scenario, Step};
 use super::world::{
     Crashed, Gate, Holding, Purpose, RunnerClock, SimDeliver, SimIam, World, ACCOUNT,
 };
 use crate::deliver::Destination;
+use crate::engine::self_rotation::{
+    NewKeySigner, SelfRotateEvents, SelfRotateOptions, SelfRotation, Wait,
+};
 use crate::engine::{Engine, RunOptions};
 use crate::fleet::{self, Fleet, RunResult};
-use crate::iam::{Iam, KeyStatus};
+use crate::iam::Iam;
+use crate::iam::KeyStatus;
 use crate::plan::{Phase, PlanKind, PlanStore, Stamp};
-use crate::planner::{self, PlanRequest};
+use crate::planner::{self, open_self_rotation, PlanRequest};
 
 /// What a command left for the invariants.
 #[derive(Default)]
@@ -91,6 +96,10 @@ impl Sim {
             let spec = Destination::resolve(&user.delivery, &user.name, ACCOUNT)
                 .map(|d| d.to_string())
                 .unwrap_or_else(|_| user.delivery.clone());
+            world
+                .state()
+                .key_owner
+                .insert(key.clone(), user.name.clone());
             // The application is configured with the current key.
             world.state().destinations.insert(
                 spec.clone(),
@@ -271,6 +280,9 @@ impl Sim {
             Act::Rollback { delete_new, .. } => Purpose::Rollback {
                 delete_new: *delete_new,
             },
+            Act::SelfRotate { delete_now, .. } => Purpose::SelfRotate {
+                delete_now: *delete_now,
+            },
             _ => Purpose::Run,
         };
         let world = self.world.clone();
@@ -279,6 +291,7 @@ impl Sim {
             runner,
             purpose,
             skew,
+            signs_with: None,
         };
         let clock = RunnerClock {
             world: world.clone(),
@@ -387,6 +400,10 @@ impl Sim {
                     }
                 }
             }
+            Act::SelfRotate { delete_now, .. } => {
+                self.self_rotate(&world, iam, &clock, &deliver, caller, *delete_now, &mut out)
+                    .await;
+            }
             _ => {}
         }
         world.point("lock:release", None, "command ended");
@@ -396,6 +413,82 @@ impl Sim {
             world.note(format!("  -> {:.300}", text.replace(&root, "<plans>")));
         }
         out
+    }
+
+    /// `self-rotate`: the operator's own key, signed with the key its
+    /// profile holds, then with the new key read back from there.
+    #[allow(clippy::too_many_arguments)]
+    async fn self_rotate(
+        &self,
+        world: &World,
+        iam: SimIam,
+        clock: &RunnerClock,
+        deliver: &SimDeliver,
+        caller: crate::iam::Caller,
+        delete_now: bool,
+        out: &mut Invoked,
+    ) {
+        let Some(index) = self.users.iter().position(|u| u == OPERATOR) else {
+            return;
+        };
+        let in_use = world
+            .state()
+            .destinations
+            .get(&self.specs[index])
+            .map(|h| h.key_id.clone())
+            .unwrap_or_default();
+        let old_iam = SimIam {
+            signs_with: Some(in_use.clone()),
+            ..iam
+        };
+        let path = world.plan_path(OPERATOR);
+        let opened = open_self_rotation(
+            &old_iam,
+            world.store(),
+            clock,
+            &caller,
+            "profile:default",
+            &path,
+        )
+        .await;
+        let mut locked = match opened {
+            Ok((locked, _)) => locked,
+            Err(e) => {
+                out.texts.push(format!("{e:#}"));
+                return;
+            }
+        };
+        let signer = SimSigner {
+            world: world.clone(),
+            spec: self.specs[index].clone(),
+            runner: old_iam.runner,
+            skew: old_iam.skew,
+            delete_now,
+        };
+        let mut rotation = SelfRotation {
+            engine: Engine {
+                iam: &old_iam,
+                clock,
+                deliver,
+                caller,
+            },
+            signer: &signer,
+            events: &Unwatched,
+            options: SelfRotateOptions {
+                delete_now,
+                wait: std::time::Duration::from_secs(120),
+            },
+            profile: "default",
+            in_use,
+            actions: Vec::new(),
+        };
+        match rotation.run(&mut locked).await {
+            Ok(ended) => {
+                out.texts.push(format!("{ended:?} {:?}", rotation.actions));
+                out.settled.push(OPERATOR.to_string());
+            }
+            Err(e) => out.texts.push(e.to_string()),
+        }
     }
 
     /// Time passes; then each application uses the key its destination
@@ -525,4 +618,44 @@ fn active(world: &World, user: &str, key: &str) -> bool {
 
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| format!("(not serializable: {e})"))
+}
+
+/// Signs with the new key, which must be where self-rotate delivered it
+/// (the profile): the simulated account then sees it used.
+struct SimSigner {
+    world: World,
+    spec: String,
+    runner: u8,
+    skew: Duration,
+    delete_now: bool,
+}
+
+impl NewKeySigner for SimSigner {
+    fn iam_with(&self, key_id: &str) -> Result<Box<dyn Iam>, String> {
+        let held = self.world.state().destinations.get(&self.spec).cloned();
+        if held.is_none_or(|h| h.key_id != key_id) {
+            return Err(format!(
+                "the profile does not hold key {key_id} (simulated)"
+            ));
+        }
+        Ok(Box::new(SimIam {
+            world: self.world.clone(),
+            runner: self.runner,
+            purpose: Purpose::SelfRotate {
+                delete_now: self.delete_now,
+            },
+            skew: self.skew,
+            signs_with: Some(key_id.to_string()),
+        }))
+    }
+}
+
+/// Nobody watches a simulated self-rotation.
+struct Unwatched;
+
+impl SelfRotateEvents for Unwatched {
+    fn report(&self, _report: &crate::engine::RunReport) {}
+    fn action(&self, _user: &str, _action: &str) {}
+    fn blocked(&self, _user: &str, _reason: &str) {}
+    fn waiting(&self, _wait: Wait<'_>) {}
 }

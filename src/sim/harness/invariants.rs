@@ -36,7 +36,7 @@ pub fn check_deactivation(iam: &SimIam, user: &str, key_id: &str) {
     let named_old = plan.old_key.id == key_id;
     let named_new = plan.new_key.as_ref().is_some_and(|n| n.id == key_id);
     match iam.purpose {
-        Purpose::Run if named_old => {
+        Purpose::Run | Purpose::SelfRotate { .. } if named_old => {
             let quiet = plan.policy.quiet_period.to_chrono();
             let tolerance = iam.skew.max(Duration::zero());
             if let Some(at) = last_use(world, user, key_id) {
@@ -76,7 +76,23 @@ pub fn check_deletion(iam: &SimIam, user: &str, key_id: &str) {
     let named_old = plan.old_key.id == key_id;
     let named_new = plan.new_key.as_ref().is_some_and(|n| n.id == key_id);
     match iam.purpose {
-        Purpose::Run if named_old => check_verified(world, user, &plan),
+        Purpose::Run | Purpose::SelfRotate { delete_now: false } if named_old => {
+            check_verified(world, user, &plan)
+        }
+        // `self-rotate --delete-now` deletes the old key as soon as the
+        // new one proved itself, by design: it must have been used.
+        Purpose::SelfRotate { delete_now: true } if named_old => {
+            let new_used = plan
+                .new_key
+                .as_ref()
+                .and_then(|n| last_use(world, user, &n.id));
+            if new_used.is_none() {
+                world.violation(format!(
+                    "{user}: self-rotate --delete-now deleted the old key before the new key \
+                     was used"
+                ));
+            }
+        }
         Purpose::Rollback { delete_new: true } if named_new => {}
         _ if named_old || named_new => world.violation(format!(
             "{user}: {:?} deleted key {key_id}, which its plan names but this command may not \

@@ -73,15 +73,21 @@ pub enum Act {
         user: usize,
         hours: i64,
     },
+    /// `self-rotate [--delete-now]` by the operator, on its own key.
+    SelfRotate {
+        runner: u8,
+        delete_now: bool,
+    },
 }
 
 impl Act {
     /// The runner of a command; `None` for what is not one.
     pub fn runner(&self) -> Option<u8> {
         match self {
-            Act::Plan { runner, .. } | Act::Run { runner, .. } | Act::Rollback { runner, .. } => {
-                Some(*runner)
-            }
+            Act::Plan { runner, .. }
+            | Act::Run { runner, .. }
+            | Act::Rollback { runner, .. }
+            | Act::SelfRotate { runner, .. } => Some(*runner),
             Act::Interleave { first, .. } => first.runner(),
             _ => None,
         }
@@ -139,6 +145,10 @@ impl fmt::Display for Act {
             Act::Tidy { user } => write!(f, "person deletes u{user}'s unplanned keys"),
             Act::Laggard { user, hours } => {
                 write!(f, "a consumer keeps u{user}'s old key for {hours}h")
+            }
+            Act::SelfRotate { runner, delete_now } => {
+                let flag = if *delete_now { " --delete-now" } else { "" };
+                write!(f, "runner {runner}: self-rotate{flag} (as operator)")
             }
         }
     }
@@ -210,9 +220,16 @@ fn hours(h: u64) -> HumanDuration {
     HumanDuration::from_hours(h)
 }
 
+/// The user whose own key `self-rotate` rotates: the caller of every
+/// command (the simulated account's caller is `user/operator`).
+pub const OPERATOR: &str = "operator";
+
 /// The fleet and schedule seed `seed` chooses.
 pub fn generate(seed: u64) -> Scenario {
     let mut rng = Rng::new(seed);
+    // Self-rotation draws from its own generator, so that adding it left
+    // every other seed's fleet and schedule as they were.
+    let mut selfish = Rng::new(seed ^ 0x5e1f_5e1f_5e1f_5e1f);
     let count = 1 + rng.below(3) as usize;
     let users: Vec<UserSpec> = (0..count)
         .map(|i| UserSpec {
@@ -238,6 +255,7 @@ pub fn generate(seed: u64) -> Scenario {
         .map(|user| Step::plain(Act::Plan { runner: 0, user }))
         .collect();
     let length = 8 + rng.below(25);
+    let self_rotates = selfish.chance(300);
     for _ in 0..length {
         let act = random_act(&mut rng, count);
         let mut step = Step::plain(act);
@@ -250,6 +268,28 @@ pub fn generate(seed: u64) -> Scenario {
         step.fault_rate = fault_rate;
         step.fault_seed = rng.next_u64();
         steps.push(step);
+        if self_rotates && selfish.chance(80) {
+            let mut step = Step::plain(Act::SelfRotate {
+                runner: u8::from(selfish.chance(250)),
+                delete_now: selfish.chance(500),
+            });
+            if selfish.chance(150) {
+                step.crash_at = Some(selfish.below(40) as u32);
+            }
+            step.fault_rate = fault_rate;
+            step.fault_seed = selfish.next_u64();
+            steps.push(step);
+        }
+    }
+    let mut users = users;
+    if self_rotates {
+        users.push(UserSpec {
+            name: OPERATOR.into(),
+            delivery: "profile:default".into(),
+            key_age: Duration::days(100),
+            last_used: Some(Duration::hours(1)),
+            policy: crate::rotation::self_rotation::self_policy(),
+        });
     }
     Scenario {
         seed,

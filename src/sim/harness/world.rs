@@ -68,6 +68,7 @@ pub enum Purpose {
     Plan,
     Run,
     Rollback { delete_new: bool },
+    SelfRotate { delete_now: bool },
 }
 
 /// What a destination holds: a key id and the secret written with it
@@ -318,6 +319,10 @@ pub struct SimIam {
     pub purpose: Purpose,
     /// The runner's clock skew, which the time invariants allow for.
     pub skew: Duration,
+    /// The access key the calls are signed with, when it is a key of the
+    /// simulated account (self-rotate): each call is a use of it, and
+    /// fails when it is not Active.
+    pub signs_with: Option<String>,
 }
 
 impl SimIam {
@@ -326,6 +331,21 @@ impl SimIam {
             .world
             .point(&format!("{op}:before"), user, &format!("{op} {detail}"));
         self.world.maybe_pause(self.runner, n).await;
+        if let Some(key) = &self.signs_with {
+            let active = self
+                .world
+                .account()
+                .key_states(&self.world.owner_of(key).unwrap_or_default())
+                .iter()
+                .any(|(k, _)| k.id == *key && k.status == KeyStatus::Active);
+            if !active {
+                return Err(IamError::AccessDenied {
+                    operation: op.to_string(),
+                    message: format!("InvalidClientTokenId: key {key} is not active (simulated)"),
+                });
+            }
+            self.world.account().use_key(key, "iam", "us-east-1");
+        }
         if self.world.fault(&format!("{op} throttled")) {
             return Err(IamError::Other {
                 operation: op.to_string(),
@@ -491,6 +511,9 @@ pub struct SimDeliver {
 impl SimDeliver {
     fn user_of(destination: &Destination) -> String {
         let text = destination.to_string();
+        if text.starts_with("profile:") {
+            return super::scenario::OPERATOR.to_string();
+        }
         text.rsplit(['/', ' '])
             .next()
             .unwrap_or_default()
