@@ -194,6 +194,20 @@ pub fn enumerate() -> Totals {
             totals.failure = Some(explain(&reference));
             return totals;
         }
+        let finished = |p: &Option<crate::plan::Phase>| {
+            matches!(
+                p,
+                Some(crate::plan::Phase::Done | crate::plan::Phase::RolledBack)
+            )
+        };
+        if !undisturbed.phases.iter().all(finished) {
+            totals.failure = Some(format!(
+                "a reference rotation did not finish undisturbed: {:?}\n{}",
+                undisturbed.phases,
+                undisturbed.trace.join("\n")
+            ));
+            return totals;
+        }
         for (index, sites) in undisturbed.sites.iter().enumerate() {
             if index >= reference.steps.len() {
                 break;

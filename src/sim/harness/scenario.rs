@@ -268,7 +268,7 @@ pub fn generate(seed: u64) -> Scenario {
         step.fault_rate = fault_rate;
         step.fault_seed = rng.next_u64();
         steps.push(step);
-        if self_rotates && selfish.chance(80) {
+        if self_rotates && selfish.chance(200) {
             let mut step = Step::plain(Act::SelfRotate {
                 runner: u8::from(selfish.chance(250)),
                 delete_now: selfish.chance(500),
@@ -364,7 +364,8 @@ fn random_act(rng: &mut Rng, users: usize) -> Act {
 /// Whole rotations with no faults, whose every side effect the harness
 /// crashes at in turn (and whose every IAM write it loses the answer of):
 /// a plain rotation, two users under `run --all`, a rollback after
-/// deactivation, and `rollback --delete-new` after creation.
+/// deactivation, `rollback --delete-new` after creation, and self-rotation
+/// with and without `--delete-now`.
 pub fn references() -> Vec<Scenario> {
     let policy = Policy {
         adoption_wait: hours(1),
@@ -435,5 +436,37 @@ pub fn references() -> Vec<Scenario> {
             run(Some(0)),
         ]),
         single(vec![run(Some(0)), rollback(true), tick(1), run(Some(0))]),
+        self_rotation(false),
+        self_rotation(true),
     ]
+}
+
+/// The operator rotates its own key; without `--delete-now` a later
+/// `run --all` deletes the old key after verify_period.
+fn self_rotation(delete_now: bool) -> Scenario {
+    let step = |act| Step::plain(act);
+    Scenario {
+        seed: 0,
+        users: vec![UserSpec {
+            name: OPERATOR.into(),
+            delivery: "profile:default".into(),
+            key_age: Duration::days(100),
+            last_used: Some(Duration::hours(1)),
+            policy: crate::rotation::self_rotation::self_policy(),
+        }],
+        skew: Duration::zero(),
+        steps: vec![
+            step(Act::SelfRotate {
+                runner: 0,
+                delete_now,
+            }),
+            step(Act::Tick(Duration::hours(25))),
+            step(Act::Run {
+                runner: 0,
+                user: None,
+                retry_blocked: false,
+                concurrency: 1,
+            }),
+        ],
+    }
 }
