@@ -50,8 +50,26 @@ pub struct Sim {
     laggards: Vec<(String, String, DateTime<Utc>)>,
     /// The sites of each step's points, in order.
     pub sites: Vec<Vec<String>>,
+    /// Every log line the commands wrote, at every level.
+    logs: Arc<std::sync::Mutex<Vec<u8>>>,
+    _logging: tracing::subscriber::DefaultGuard,
     _dir: tempfile::TempDir,
     _hook: HookGuard,
+}
+
+/// Appends log output to the simulation's buffer.
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut logs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        logs.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Removes the plan-save observer when the simulation ends.
@@ -114,7 +132,17 @@ impl Sim {
         crate::atomic::observer::set(Some(std::rc::Rc::new(move |path, stage| {
             hook_world.file_point(path, stage)
         })));
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        let logging = tracing::subscriber::set_default(subscriber);
         Sim {
+            logs,
+            _logging: logging,
             world,
             users: scenario.users.iter().map(|u| u.name.clone()).collect(),
             scenario: scenario.clone(),
@@ -177,7 +205,12 @@ impl Sim {
         };
         let sites = std::mem::take(&mut self.world.state().step_sites);
         self.sites.push(sites);
-        invariants::check_always(&self.world, &self.users, &invoked.texts);
+        let mut texts = invoked.texts;
+        let logged = std::mem::take(&mut *self.logs.lock().unwrap_or_else(|e| e.into_inner()));
+        let before = texts.len();
+        texts.extend(String::from_utf8_lossy(&logged).lines().map(str::to_string));
+        self.world.state().log_lines += (texts.len() - before) as u64;
+        invariants::check_always(&self.world, &self.users, &texts);
         for user in &invoked.settled {
             invariants::check_settled(&self.world, user);
         }

@@ -22,7 +22,7 @@ use chrono::Duration;
 
 use super::world::{Purpose, SimIam, World};
 use crate::iam::KeyStatus;
-use crate::plan::{Phase, Plan, PlanStore};
+use crate::plan::{Phase, Plan};
 
 /// Checks an UpdateAccessKey(Inactive) about to reach the account.
 pub fn check_deactivation(iam: &SimIam, user: &str, key_id: &str) {
@@ -171,15 +171,12 @@ pub fn check_always(world: &World, users: &[String], texts: &[String]) {
         if keys.len() > 2 {
             world.violation(format!("{user} has {} keys", keys.len()));
         }
-        let path = world.plan_path(user);
-        if path.exists() {
-            if let Err(e) = PlanStore::load(&path) {
-                world.violation(format!("{user}: the plan on disk does not load: {e}"));
-            }
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            if secrets.iter().any(|s| text.contains(s.as_str())) {
-                world.violation(format!("{user}: a secret is in the plan file"));
-            }
+        if let Some(Err(e)) = world.load_plan(user) {
+            world.violation(format!("{user}: the plan on disk does not load: {e}"));
+        }
+        let text = std::fs::read_to_string(world.plan_path(user)).unwrap_or_default();
+        if secrets.iter().any(|s| text.contains(s.as_str())) {
+            world.violation(format!("{user}: a secret is in the plan file"));
         }
     }
     for text in texts {

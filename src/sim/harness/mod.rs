@@ -33,6 +33,7 @@ pub struct Outcome {
     pub crashes: u64,
     pub faults: u64,
     pub points: u64,
+    pub log_lines: u64,
     pub reached: BTreeSet<(String, String)>,
     pub phases: Vec<Option<crate::plan::Phase>>,
     pub sites: Vec<Vec<String>>,
@@ -60,6 +61,7 @@ pub fn run(scenario: &Scenario) -> Outcome {
         crashes: state.crashes,
         faults: state.faults_injected,
         points: state.points,
+        log_lines: state.log_lines,
         reached: std::mem::take(&mut state.reached),
         phases,
         sites,
@@ -136,6 +138,7 @@ pub struct Totals {
     pub crashes: u64,
     pub faults: u64,
     pub points: u64,
+    pub log_lines: u64,
     pub reached: BTreeSet<(String, String)>,
     /// The first failure, explained.
     pub failure: Option<String>,
@@ -146,6 +149,7 @@ impl Totals {
         self.crashes += outcome.crashes;
         self.faults += outcome.faults;
         self.points += outcome.points;
+        self.log_lines += outcome.log_lines;
         self.reached.extend(outcome.reached.iter().cloned());
     }
 
@@ -304,6 +308,7 @@ fn simulate_from_env() {
             totals.crashes += seeds.crashes;
             totals.faults += seeds.faults;
             totals.points += seeds.points;
+            totals.log_lines += seeds.log_lines;
             totals.reached.extend(seeds.reached);
             totals.failure = seeds.failure;
             let _ = writeln!(
@@ -322,11 +327,12 @@ fn simulate_from_env() {
     let _ = writeln!(
         report,
         "reached {} of {} kinds of crash point, {} distinct (kind, plan phase) pairs; {} side \
-         effects in all; {:.1}s",
+         effects in all; {} log lines scanned for secrets; {:.1}s",
         totals.sites_reached(),
         SITES.len(),
         totals.reached.len(),
         totals.points,
+        totals.log_lines,
         started.elapsed().as_secs_f64()
     );
     report.push_str(&totals.closing_line());

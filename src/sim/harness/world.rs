@@ -96,6 +96,8 @@ pub struct State {
     pub faults: Option<Rng>,
     pub faults_injected: u64,
     pub crashes: u64,
+    /// Log lines the commands wrote, every one scanned for secrets.
+    pub log_lines: u64,
     /// The largest clock skew of any runner, which time invariants allow.
     pub max_skew: Duration,
     /// Interleaving: runner `.0` pauses at its first async point from
@@ -116,6 +118,8 @@ pub struct State {
     pub secrets: BTreeMap<String, String>,
     /// What each destination holds, by its spec.
     pub destinations: BTreeMap<String, Holding>,
+    /// Each user's plan file as last read, and what loading it gave.
+    pub loaded: BTreeMap<String, (String, Result<Plan, String>)>,
     /// Safety violations seen while a call was being made.
     pub violations: Vec<String>,
 }
@@ -177,7 +181,25 @@ impl World {
 
     /// The plan on disk for `user`, if there is one that loads.
     pub fn plan_on_disk(&self, user: &str) -> Option<Plan> {
-        PlanStore::load(&self.plan_path(user)).ok()
+        self.load_plan(user).and_then(Result::ok)
+    }
+
+    /// Loads `user`'s plan with the store's own `load` (`None`: no file),
+    /// parsing each version of the file once: the invariants read every
+    /// plan after every step.
+    pub fn load_plan(&self, user: &str) -> Option<Result<Plan, String>> {
+        let path = self.plan_path(user);
+        let text = std::fs::read_to_string(&path).ok()?;
+        if let Some((seen, loaded)) = self.state().loaded.get(user) {
+            if *seen == text {
+                return Some(loaded.clone());
+            }
+        }
+        let loaded = PlanStore::load(&path).map_err(|e| e.to_string());
+        self.state()
+            .loaded
+            .insert(user.to_string(), (text, loaded.clone()));
+        Some(loaded)
     }
 
     pub fn note(&self, line: String) {
