@@ -9,6 +9,7 @@
 #   scripts/simulate.sh --first 5000 --seeds 1000
 #   scripts/simulate.sh --seed 68          replay one seed and print its trace
 #   scripts/simulate.sh --debug ...        use the debug build `cargo test` made (CI)
+#   scripts/simulate.sh --no-enumerate ... random seeds only (the unit tests enumerate)
 #
 # The last line printed is
 #   simulate: N seeds, M crash points, K faults, 0 invariant violations
@@ -25,7 +26,8 @@ while [ "$#" -gt 0 ]; do
     --first) export IAM_ROTATE_SIM_FIRST="${2:?--first S}"; shift 2 ;;
     --seed) export IAM_ROTATE_SIM_SEED="${2:?--seed S}"; shift 2 ;;
     --debug) profile=; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-enumerate) export IAM_ROTATE_SIM_ENUMERATE=0; shift ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "simulate: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

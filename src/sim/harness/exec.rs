@@ -32,6 +32,9 @@ use crate::planner::{self, open_self_rotation, PlanRequest};
 struct Invoked {
     /// Users whose plan the command ended normally on.
     settled: Vec<String>,
+    /// Users whose plan a command of the step failed on: in an
+    /// interleaving, the other command's success says nothing of them.
+    unsettled: Vec<String>,
     /// Every error, report and result it produced.
     texts: Vec<String>,
     /// It failed in a way a person answers by running it again (a
@@ -297,6 +300,8 @@ impl Sim {
             state.gate = None;
         }
         a.settled.extend(b.settled);
+        a.unsettled.extend(b.unsettled);
+        a.settled.retain(|user| !a.unsettled.contains(user));
         a.texts.extend(b.texts);
         a
     }
@@ -398,8 +403,9 @@ impl Sim {
                 let results = fleet::run_all(&fleet, paths, options, *concurrency, &mut ()).await;
                 for result in &results {
                     out.texts.push(json(result));
-                    if let RunResult::Report(report) = result {
-                        out.settled.push(report.user.clone());
+                    match result {
+                        RunResult::Report(report) => out.settled.push(report.user.clone()),
+                        other => out.unsettled.push(other.user().to_string()),
                     }
                 }
             }
@@ -424,6 +430,7 @@ impl Sim {
                                 }
                                 Err(e) => {
                                     out.again = true;
+                                    out.unsettled.push(name.clone());
                                     out.texts.push(e.to_string());
                                 }
                             }

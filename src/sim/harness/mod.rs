@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use exec::Sim;
-use scenario::{generate, references, Scenario};
+use scenario::{generate, references, Act, Scenario};
 use world::SITES;
 
 /// What one simulation found.
@@ -186,24 +186,72 @@ pub fn simulate(first: u64, count: u64) -> Totals {
     totals
 }
 
-/// Crashes every reference rotation at each of its side effects in turn,
-/// and loses the answer of each of its IAM writes: each must keep every
-/// invariant and end in the phases it ends in undisturbed.
+/// How [`enumerate`] disturbs one side effect of a reference rotation.
+#[derive(Clone, Debug)]
+enum Disturbance {
+    /// The process crashes there.
+    Crash,
+    /// The IAM write there is applied, and its answer lost.
+    LoseAnswer,
+    /// The command pauses there while a second runner's command runs
+    /// whole; with `same_end`, the plans must end as undisturbed.
+    Interleave { second: Act, same_end: bool },
+}
+
+/// The disturbances of one side effect, by its site, of a step that is a
+/// command (`command`) or not.
+fn disturbances(site: &str, command: bool, first_reference: bool) -> Vec<Disturbance> {
+    let mut all = vec![Disturbance::Crash];
+    if [
+        "CreateAccessKey:after",
+        "UpdateAccessKey:after",
+        "DeleteAccessKey:after",
+    ]
+    .contains(&site)
+    {
+        all.push(Disturbance::LoseAnswer);
+    }
+    // A runner can be paused where it awaits: an IAM call or a
+    // destination.
+    let pausable = site.ends_with(":before") || site.starts_with("destination:");
+    if command && pausable {
+        all.push(Disturbance::Interleave {
+            second: Act::Run {
+                runner: 1,
+                user: None,
+                retry_blocked: false,
+                concurrency: 2,
+            },
+            same_end: true,
+        });
+        if first_reference {
+            all.push(Disturbance::Interleave {
+                second: Act::Rollback {
+                    runner: 1,
+                    user: 0,
+                    delete_new: false,
+                },
+                same_end: false,
+            });
+        }
+    }
+    all
+}
+
+/// Disturbs every side effect of every reference rotation in turn: crashes
+/// there, loses the answer of each IAM write, and pauses each command at
+/// each IAM call and destination access while a second runner's `run
+/// --all` (and, in the first reference, `rollback`) runs. Each must keep
+/// every invariant, and finish: as undisturbed, but for a rollback.
 pub fn enumerate() -> Totals {
     let mut totals = Totals::default();
-    for reference in references() {
+    for (number, reference) in references().into_iter().enumerate() {
         let undisturbed = run(&reference);
         totals.add(&undisturbed);
         if !undisturbed.violations.is_empty() {
             totals.failure = Some(explain(&reference));
             return totals;
         }
-        let finished = |p: &Option<crate::plan::Phase>| {
-            matches!(
-                p,
-                Some(crate::plan::Phase::Done | crate::plan::Phase::RolledBack)
-            )
-        };
         if !undisturbed.phases.iter().all(finished) {
             totals.failure = Some(format!(
                 "a reference rotation did not finish undisturbed: {:?}\n{}",
@@ -213,36 +261,43 @@ pub fn enumerate() -> Totals {
             return totals;
         }
         for (index, sites) in undisturbed.sites.iter().enumerate() {
-            if index >= reference.steps.len() {
+            let Some(step) = reference.steps.get(index) else {
                 break;
-            }
+            };
+            let command = step.act.runner().is_some();
             for (point, site) in sites.iter().enumerate() {
-                let mut variants = vec![("crash", true)];
-                if [
-                    "CreateAccessKey:after",
-                    "UpdateAccessKey:after",
-                    "DeleteAccessKey:after",
-                ]
-                .contains(&site.as_str())
-                {
-                    variants.push(("answer lost", false));
-                }
-                for (what, crash) in variants {
+                for disturbance in disturbances(site, command, number == 0) {
                     let mut disturbed = reference.clone();
                     let step = &mut disturbed.steps[index];
-                    if crash {
-                        step.crash_at = Some(point as u32);
-                    } else {
-                        step.lose_at = Some(point as u32);
+                    let mut same_end = true;
+                    match &disturbance {
+                        Disturbance::Crash => step.crash_at = Some(point as u32),
+                        Disturbance::LoseAnswer => step.lose_at = Some(point as u32),
+                        Disturbance::Interleave {
+                            second,
+                            same_end: same,
+                        } => {
+                            same_end = *same;
+                            step.act = Act::Interleave {
+                                first: Box::new(step.act.clone()),
+                                second: Box::new(second.clone()),
+                                pause_at: point as u32,
+                            };
+                        }
                     }
                     let outcome = run(&disturbed);
                     totals.seeds += 1;
                     totals.add(&outcome);
                     let mut violations = outcome.violations.clone();
-                    if violations.is_empty() && outcome.phases != undisturbed.phases {
+                    let ended_well = if same_end {
+                        outcome.phases == undisturbed.phases
+                    } else {
+                        outcome.phases.iter().all(finished)
+                    };
+                    if violations.is_empty() && !ended_well {
                         violations.push(format!(
-                            "{what} at #{point} ({site}) of step {index}: the plans ended in \
-                             {:?}, undisturbed in {:?}",
+                            "{disturbance:?} at #{point} ({site}) of step {index}: the plans \
+                             ended in {:?}, undisturbed in {:?}",
                             outcome.phases, undisturbed.phases
                         ));
                     }
@@ -263,8 +318,16 @@ pub fn enumerate() -> Totals {
     totals
 }
 
+fn finished(phase: &Option<crate::plan::Phase>) -> bool {
+    matches!(
+        phase,
+        Some(crate::plan::Phase::Done | crate::plan::Phase::RolledBack)
+    )
+}
+
 /// `scripts/simulate.sh`: `IAM_ROTATE_SIM_SEED` replays one seed and
-/// prints its trace; otherwise the enumeration, then
+/// prints its trace; otherwise the enumeration (unless
+/// `IAM_ROTATE_SIM_ENUMERATE=0`), then
 /// `IAM_ROTATE_SIM_SEEDS` seeds (default 1000) from
 /// `IAM_ROTATE_SIM_FIRST` (default 0). The report goes to
 /// `IAM_ROTATE_SIM_REPORT` (or stdout), its last line the closing line.
@@ -298,7 +361,11 @@ fn simulate_from_env() {
         }
         totals
     } else {
-        let mut totals = enumerate();
+        let mut totals = if std::env::var("IAM_ROTATE_SIM_ENUMERATE").as_deref() == Ok("0") {
+            Totals::default()
+        } else {
+            enumerate()
+        };
         let enumerated = totals.seeds;
         if totals.failure.is_none() {
             let seeds = simulate(
