@@ -186,6 +186,12 @@ impl Sim {
             }
             Act::Stranger { user } => {
                 let name = &self.users[*user];
+                // Five minutes on: outside the window of any create intent
+                // saved before. A key made inside it, by someone else, and
+                // never used, is indistinguishable from the orphan of an
+                // unanswered CreateAccessKey, and is deleted as one: the
+                // risk DESIGN.md §2 accepts (found as seed 1762).
+                self.world.clock().advance(Duration::minutes(5));
                 if self.world.account().keys(name).len() < 2 {
                     let id = self.world.account().add_key(name, self.world.now());
                     self.world.note(format!("  someone made key {id}"));
