@@ -56,7 +56,7 @@ pub fn check_deactivation(iam: &SimIam, user: &str, key_id: &str) {
              not deactivate",
             iam.purpose
         )),
-        _ => check_unnamed(world, user, key_id, "deactivated"),
+        _ => check_unnamed(iam, user, key_id, "deactivated"),
     }
 }
 
@@ -99,7 +99,7 @@ pub fn check_deletion(iam: &SimIam, user: &str, key_id: &str) {
              delete",
             iam.purpose
         )),
-        _ => check_unnamed(world, user, key_id, "deleted"),
+        _ => check_unnamed(iam, user, key_id, "deleted"),
     }
 }
 
@@ -147,11 +147,16 @@ fn check_verified(world: &World, user: &str, plan: &Plan) {
 
 /// A key the plan does not name may be retired only when it is provably
 /// the orphan of iam-rotate's own interrupted create: iam-rotate made it,
-/// no destination holds it, and it was never used.
-fn check_unnamed(world: &World, user: &str, key_id: &str, what: &str) {
+/// no destination holds it, and it was never used. `rollback --delete-new`
+/// retires such a key even when its destination holds it: it is the
+/// rotation's new key, recorded or not, and deleting that is what was
+/// asked (a recorded new key goes from its destination's hands alike).
+fn check_unnamed(iam: &SimIam, user: &str, key_id: &str, what: &str) {
+    let world = &iam.world;
     let state = world.state();
     let made_by_us = state.created.contains_key(key_id);
-    let held = state.destinations.values().any(|h| h.key_id == key_id);
+    let held = state.destinations.values().any(|h| h.key_id == key_id)
+        && iam.purpose != (Purpose::Rollback { delete_new: true });
     drop(state);
     let used = last_use(world, user, key_id).is_some();
     if !made_by_us || held || used {
@@ -215,8 +220,18 @@ pub fn check_settled(world: &World, user: &str) {
         return;
     }
     let created = world.state().created.clone();
+    // A rolled-back plan may end with such a key when it named it in its
+    // history as kept (`rollback --delete-new` keeps a key it cannot prove
+    // its own): the operator was told, as a blocked plan tells.
+    let named_in_history = |id: &str| {
+        plan.phase == Phase::RolledBack
+            && plan.history.last().is_some_and(|h| {
+                h.action
+                    .contains(&format!("kept key {}", crate::plan::mask_key(id)))
+            })
+    };
     for (key, _) in &keys {
-        if created.contains_key(&key.id) && !recorded(&key.id) {
+        if created.contains_key(&key.id) && !recorded(&key.id) && !named_in_history(&key.id) {
             world.violation(format!(
                 "{user}: key {} made by iam-rotate is not recorded in the plan ({}) after a run \
                  that ended normally",

@@ -463,6 +463,11 @@ mod tests {
             710,
             "a run finishing what `self-rotate --delete-now` started",
         ),
+        (
+            3973,
+            "`rollback --delete-new` retiring a delivered key it has not recorded, or keeping \
+             one already used and naming it",
+        ),
     ];
 
     #[test]
