@@ -574,7 +574,9 @@ impl Sim {
         let Some(mut plan) = self.world.plan_on_disk(&self.users[user]) else {
             return;
         };
-        if plan.phase.is_finished() {
+        // Once verification passed (phase delete) a new verify_period has
+        // nothing left to govern (found as seed 5393).
+        if plan.phase.is_finished() || plan.phase == Phase::Delete {
             return;
         }
         plan.policy.quiet_period = quiet;

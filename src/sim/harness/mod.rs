@@ -468,6 +468,7 @@ mod tests {
             "`rollback --delete-new` retiring a delivered key it has not recorded, or keeping \
              one already used and naming it",
         ),
+        (5393, "a verify_period edited after verification passed"),
     ];
 
     #[test]
