@@ -1203,6 +1203,13 @@ fn back_rows() -> Vec<(RollbackRow, Result<Vec<RollbackStep>, &'static str>)> {
             Err("cannot send alice's rotation back to wait for adoption: the plan records no new key"),
         ),
         (
+            back("an unanswered create's key is settled by run first", CreateSecondKey)
+                .plan(orphaned)
+                .keys(&[old_active, K(CANDIDATE, ACTIVE, 0)]),
+            Err("not rolled back: alice's old key is still active, and an interrupted \
+                 CreateAccessKey left key AKIA…0003"),
+        ),
+        (
             back("old key gone", Verify).keys(&[K(NEW, ACTIVE, 0)]),
             Err("cannot roll back alice: the old key AKIA…0001 no longer exists"),
         ),
