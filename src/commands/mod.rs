@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::aws::pacing::{self, Pacing, PacingOptions};
 use crate::aws::{self, AwsArgs, AwsIam};
 use crate::cli::{Cli, Command, OutputFormat, RetryMode};
 use crate::clock::{self, Clock};
@@ -75,6 +76,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// `-q`: no progress, only errors on stderr.
     pub quiet: bool,
+    /// One IAM request pacer per account, shared by every client of it.
+    pub pacing: Pacing,
     aws: tokio::sync::OnceCell<(aws_config::SdkConfig, AwsIam)>,
 }
 
@@ -88,7 +91,8 @@ impl Context {
         self.aws
             .get_or_init(|| async {
                 let config = aws::load_config(&self.aws_args).await;
-                let iam = AwsIam::new(&config);
+                let account = pacing::account_of_role(self.aws_args.role_arn.as_deref());
+                let iam = AwsIam::with_pacer(&config, self.pacing.for_account(account));
                 (config, iam)
             })
             .await
@@ -210,6 +214,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
     if cli.output == OutputFormat::Table {
         crate::output::force_boxes();
     }
+    let pacing = Pacing::new(
+        PacingOptions {
+            max_rps: cli.max_rps,
+            sdk_adaptive: cli.retry_mode == Some(RetryMode::Adaptive),
+        },
+        clock.clone(),
+    );
     let context = Context {
         plans: PlanStore::new(cli.plans_dir),
         output: cli.output,
@@ -218,6 +229,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
             region: cli.region,
             endpoint_url: cli.endpoint_url,
             max_attempts: cli.max_attempts,
+            max_rps: cli.max_rps,
             retry_mode: cli.retry_mode.map(|mode| match mode {
                 RetryMode::Standard => aws::RetryMode::Standard,
                 RetryMode::Adaptive => aws::RetryMode::Adaptive,
@@ -227,6 +239,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         },
         clock,
         quiet: cli.quiet,
+        pacing,
         aws: tokio::sync::OnceCell::new(),
     };
     match cli.command {
