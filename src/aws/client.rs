@@ -380,6 +380,11 @@ impl Iam for AwsIam {
                     {
                         return Err(map_err("CreateAccessKey", err));
                     }
+                    tracing::debug!(
+                        operation = "CreateAccessKey",
+                        "IAM CreateAccessKey throttled; retrying at this account's next turn \
+                         (IAM created nothing)"
+                    );
                 }
                 Err(err) => {
                     if answered(&err) {

@@ -13,6 +13,7 @@ mod lifecycle;
 mod logs;
 mod offline;
 mod orphans;
+mod pacing;
 mod proxy;
 mod safety;
 mod self_safety;
