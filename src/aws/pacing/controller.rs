@@ -7,7 +7,7 @@
 //! the rate at which IAM last throttled (the *ceiling*):
 //! - Until IAM throttles, requests are not paced at all (or only by the
 //!   `--max-rps` cap).
-//! - The first throttle sets the ceiling to the requests IAM accepted in
+//! - The first slow-down sets the ceiling to the requests IAM accepted in
 //!   the last second: once IAM throttles, that is what it lets through.
 //!   Later throttles, when the rate is at or above the ceiling, set it to
 //!   the accepted rate again (or the paced rate, if lower); below the
@@ -17,7 +17,10 @@
 //! - A throttle lowers the rate to [`Settings::decrease`] times the ceiling
 //!   (or the rate, if lower), at most once per [`Settings::hold`], and never
 //!   for a request sent before the last decrease: those answers were already
-//!   on their way.
+//!   on their way. A lone throttle is retried but changes nothing: it takes
+//!   [`Settings::throttles_to_slow_down`] within a second. Past a rate limit
+//!   the throttles come in a run; a throttle now and then that is not about
+//!   the rate would otherwise bring the rate down step by step to the floor.
 //! - Each request that had to wait for its turn and succeeded raises the
 //!   rate: quickly back to the ceiling ([`Settings::recover`] of the ceiling
 //!   per second), then slowly beyond it ([`Settings::probe`] per second,
@@ -52,6 +55,8 @@ pub struct Settings {
     pub hold: std::time::Duration,
     /// Never slower than this many requests per second.
     pub min_rate: f64,
+    /// Throttles within one second that it takes to slow down.
+    pub throttles_to_slow_down: usize,
 }
 
 impl Default for Settings {
@@ -63,13 +68,14 @@ impl Default for Settings {
             probe: 0.01,
             probe_doubling: std::time::Duration::from_secs(5),
             hold: std::time::Duration::from_secs(1),
-            min_rate: 0.5,
+            min_rate: 1.0,
+            throttles_to_slow_down: 2,
         }
     }
 }
 
-/// How far back accepted requests count for the first ceiling.
-const ACCEPTED_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+/// How far back accepted and throttled requests count.
+const WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A request's turn: when it may be sent, and whether it had to wait for it
 /// (only requests that waited show that the rate, not the work, set the
@@ -92,8 +98,8 @@ impl Turn {
 pub enum Reaction {
     /// The rate was lowered to this many requests per second.
     Decreased(f64),
-    /// Already lowered for this (within the hold, or the request was sent
-    /// before the last decrease): nothing changed.
+    /// Nothing changed: a lone throttle, or already lowered for this
+    /// (within the hold, or the request was sent before the last decrease).
     Held,
 }
 
@@ -118,8 +124,10 @@ pub struct RateController {
     ceiling: Option<f64>,
     next_turn: Option<DateTime<Utc>>,
     last_decrease: Option<DateTime<Utc>>,
-    /// When each request accepted within [`ACCEPTED_WINDOW`] was answered.
+    /// When each request accepted within [`WINDOW`] was answered.
     accepted: VecDeque<DateTime<Utc>>,
+    /// When each request throttled within [`WINDOW`] was answered.
+    throttles: VecDeque<DateTime<Utc>>,
     counts: Counts,
 }
 
@@ -138,6 +146,7 @@ impl RateController {
             next_turn: None,
             last_decrease: None,
             accepted: VecDeque::new(),
+            throttles: VecDeque::new(),
             counts: Counts::default(),
         }
     }
@@ -213,6 +222,11 @@ impl RateController {
         if !self.adaptive {
             return Reaction::Held;
         }
+        self.throttles.push_back(now);
+        self.forget_before(now);
+        if self.throttles.len() < self.settings.throttles_to_slow_down {
+            return Reaction::Held;
+        }
         if let Some(last) = self.last_decrease {
             if turn.at < last || now - last < seconds(self.settings.hold) {
                 return Reaction::Held;
@@ -239,9 +253,11 @@ impl RateController {
     }
 
     fn forget_before(&mut self, now: DateTime<Utc>) {
-        let horizon = now - seconds(ACCEPTED_WINDOW);
-        while self.accepted.front().is_some_and(|t| *t <= horizon) {
-            self.accepted.pop_front();
+        let horizon = now - seconds(WINDOW);
+        for times in [&mut self.accepted, &mut self.throttles] {
+            while times.front().is_some_and(|t| *t <= horizon) {
+                times.pop_front();
+            }
         }
     }
 }
