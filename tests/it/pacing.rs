@@ -43,13 +43,19 @@ fn a_batch_at_iam_rate_limit_finishes_every_user_in_one_run() {
         rate_limit: Some(10.0),
         ..Faults::default()
     });
-    let run = env.run(&["run", "--all"]);
+    let run = env.run(&["-v", "run", "--all"]);
     env.proxy.set_faults(Faults::default());
     run.expect(0);
     assert!(
         run.stdout.contains("40 plans: 40 advanced"),
         "{}",
         run.stdout
+    );
+    // -v says when the account's requests slowed down, and to what.
+    assert!(
+        run.stderr.contains("pacing this account's IAM requests at"),
+        "no pacing logged:\n{}",
+        run.stderr
     );
     for user in &users {
         assert_eq!(
