@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::aws::pacing::{self, Pacing, PacingOptions};
 use crate::aws::{self, AwsArgs, AwsIam};
 use crate::cli::{Cli, Command, OutputFormat, RetryMode};
 use crate::clock::{self, Clock};
@@ -85,6 +86,8 @@ pub struct Context {
     /// The global flags a printed next command repeats, so that it works
     /// where this one did (plans folder, profile, region, endpoint, role).
     pub repeated_flags: Vec<String>,
+    /// One IAM request pacer per account, shared by every client of it.
+    pub pacing: Pacing,
     aws: tokio::sync::OnceCell<(aws_config::SdkConfig, AwsIam)>,
 }
 
@@ -98,7 +101,8 @@ impl Context {
         self.aws
             .get_or_init(|| async {
                 let config = aws::load_config(&self.aws_args).await;
-                let iam = AwsIam::new(&config);
+                let account = pacing::account_of_role(self.aws_args.role_arn.as_deref());
+                let iam = AwsIam::with_pacer(&config, self.pacing.for_account(account));
                 (config, iam)
             })
             .await
@@ -297,6 +301,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         region: cli.region,
         endpoint_url: cli.endpoint_url,
         max_attempts: cli.max_attempts,
+        max_rps: cli.max_rps,
         retry_mode: cli.retry_mode.map(|mode| match mode {
             RetryMode::Standard => aws::RetryMode::Standard,
             RetryMode::Adaptive => aws::RetryMode::Adaptive,
@@ -309,6 +314,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         Command::Demo(_) => PlanStore::new(cli.plans_dir),
         _ => open_plans(cli.plans_dir, &aws_args, cli.lease.as_secs()).await?,
     };
+    let pacing = Pacing::new(
+        PacingOptions {
+            max_rps: cli.max_rps,
+            sdk_adaptive: cli.retry_mode == Some(RetryMode::Adaptive),
+        },
+        clock.clone(),
+    );
     let context = Context {
         repeated_flags,
         plans,
@@ -318,6 +330,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         quiet: cli.quiet,
         notify,
         plan_notify: plan_notify(&cli.notify),
+        pacing,
         aws: tokio::sync::OnceCell::new(),
     };
     match cli.command {

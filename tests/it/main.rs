@@ -14,6 +14,7 @@ mod logs;
 mod notify;
 mod offline;
 mod orphans;
+mod pacing;
 mod proxy;
 mod recovery;
 mod s3_plans;
