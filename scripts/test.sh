@@ -47,3 +47,11 @@ if [ "$#" -eq 0 ]; then
 fi
 echo "==> cargo test"
 cargo test --locked "$@"
+if [ "$#" -eq 3 ] && [ "$1" = --lib ]; then
+  # The deterministic simulation (src/sim/harness/): the unit tests above
+  # crashed the reference rotations at every side effect; now a few hundred
+  # random seeds, on the debug build just made. scripts/simulate.sh --seeds N
+  # runs more (release).
+  echo "==> scripts/simulate.sh --debug --no-enumerate --seeds 300"
+  scripts/simulate.sh --debug --no-enumerate --seeds 300
+fi

@@ -45,6 +45,8 @@ fn write_then_sync(
     mode: u32,
     sync_folder: fn(&Path) -> io::Result<()>,
 ) -> io::Result<()> {
+    #[cfg(test)]
+    observer::notify(path, observer::Stage::Write);
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -68,6 +70,8 @@ fn write_then_sync(
     temp.write_all(contents)?;
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
+    #[cfg(test)]
+    observer::notify(path, observer::Stage::Renamed);
     if let Err(e) = sync_folder(dir) {
         tracing::warn!(
             "{} was replaced, but flushing its folder to disk failed ({e}); the new contents \
@@ -152,6 +156,8 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
 /// `ELOOP`): a lock must not become a way to create or open a file
 /// elsewhere.
 pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    #[cfg(test)]
+    observer::notify(path, observer::Stage::Lock);
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -160,6 +166,46 @@ pub fn open_lock_file(path: &Path) -> io::Result<File> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
+}
+
+/// Test builds only: an observer of the file side effects above, which the
+/// deterministic simulation ([`crate::sim`]) numbers as crash points and
+/// may crash at (by unwinding). Release builds of the binary have no hook.
+#[cfg(test)]
+pub(crate) mod observer {
+    use std::cell::RefCell;
+    use std::path::Path;
+    use std::rc::Rc;
+
+    /// Where in a file side effect the observer is told.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Stage {
+        /// An atomic write is about to start: nothing is on disk yet.
+        Write,
+        /// The rename is done: the new contents are what readers see.
+        Renamed,
+        /// A lock file is about to be opened (and then locked).
+        Lock,
+    }
+
+    type Hook = Rc<dyn Fn(&Path, Stage)>;
+
+    thread_local! {
+        static HOOK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// Installs `hook` for this thread; returns the one it replaces.
+    pub(crate) fn set(hook: Option<Hook>) -> Option<Hook> {
+        HOOK.with(|h| std::mem::replace(&mut *h.borrow_mut(), hook))
+    }
+
+    pub(super) fn notify(path: &Path, stage: Stage) {
+        // Cloned out first: the hook may unwind, and must find the cell free.
+        let hook = HOOK.with(|h| h.borrow().clone());
+        if let Some(hook) = hook {
+            hook(path, stage);
+        }
+    }
 }
 
 #[cfg(test)]

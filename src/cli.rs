@@ -36,6 +36,7 @@ Environment:
   NO_COLOR               no ANSI colours in logs (there are none off a terminal either)
   IAM_ROTATE_ROLE_ARN    --role-arn
   IAM_ROTATE_NOTIFY      more --notify targets, comma-separated (not kept in plans by `plan`)
+  IAM_ROTATE_MAX_RPS     --max-rps: a cap on IAM requests per second in each account
   AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_IAM, AWS_SHARED_CREDENTIALS_FILE,
   AWS_MAX_ATTEMPTS, AWS_RETRY_MODE and the rest of the standard AWS credentials chain
 
@@ -106,8 +107,17 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_attempts: Option<u32>,
 
-    /// How retries back off: `standard` (default) backs off per call;
-    /// `adaptive` also slows the whole process down once AWS throttles.
+    /// At most this many IAM requests per second in each account (a decimal
+    /// number, such as 5 or 0.5), for an account whose request quota is known
+    /// or shared with other tools. Without it the rate adapts to IAM's
+    /// throttling with no cap.
+    #[arg(long, global = true, env = "IAM_ROTATE_MAX_RPS", value_name = "N",
+          value_parser = requests_per_second)]
+    pub max_rps: Option<f64>,
+
+    /// How retries back off: `standard` (default) backs off per call, and
+    /// iam-rotate paces IAM requests at the account's rate limit; `adaptive`
+    /// leaves throttling to the SDK's own client-side rate limiter instead.
     #[arg(
         long,
         global = true,
@@ -224,6 +234,14 @@ fn account_id(value: &str) -> Result<String, String> {
         Ok(value.to_string())
     } else {
         Err("an AWS account id is exactly 12 digits, for example 123456789012".into())
+    }
+}
+
+/// `--max-rps`: a positive number of requests per second.
+fn requests_per_second(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.01 => Ok(rate),
+        _ => Err("a number of requests per second, at least 0.01, such as 5 or 0.5".into()),
     }
 }
 

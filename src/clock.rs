@@ -27,6 +27,13 @@ pub trait Clock: Send + Sync {
         self.now()
     }
 
+    /// The real time to the nanosecond, for spacing requests a fraction of
+    /// a second apart (the pacing of IAM requests). A [`ManualClock`]'s
+    /// own time, so tests drive the pacing too.
+    fn precise_now(&self) -> DateTime<Utc> {
+        self.system_now()
+    }
+
     /// Set when this clock is not the real one: what to record in history.
     fn note(&self) -> Option<String> {
         None
@@ -43,6 +50,10 @@ impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         use chrono::SubsecRound;
         Utc::now().trunc_subsecs(0)
+    }
+
+    fn precise_now(&self) -> DateTime<Utc> {
+        Utc::now()
     }
 }
 

@@ -212,6 +212,17 @@ pub fn iam(config: &SdkConfig) -> aws_sdk_iam::Client {
     )
 }
 
+/// The IAM client, logging its requests, that leaves throttled requests
+/// to the account's pacer instead of retrying them itself.
+pub fn iam_paced(config: &SdkConfig) -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::config::Builder::from(config)
+            .interceptor(RequestLog)
+            .retry_classifier(super::pacing::ThrottlesArePaced)
+            .build(),
+    )
+}
+
 /// The STS client, logging its requests.
 pub fn sts(config: &SdkConfig) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::from_conf(

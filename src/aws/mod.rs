@@ -1,11 +1,13 @@
 //! AWS: one place that builds the SDK configuration from the standard chain
 //! (profile, region, endpoint, retries, an optional role to assume), and the
-//! [`crate::iam::Iam`] implementation over aws-sdk-iam and STS.
+//! [`crate::iam::Iam`] implementation over aws-sdk-iam and STS, its IAM
+//! requests paced at the account's rate limit ([`pacing`]).
 
 mod client;
 pub mod credentials;
 pub mod log;
 pub mod org;
+pub mod pacing;
 
 pub use client::AwsIam;
 
@@ -28,15 +30,19 @@ pub struct AwsArgs {
     /// `Standard` (the default) backs off per call; `Adaptive` also
     /// rate-limits the whole client once AWS throttles.
     pub retry_mode: Option<RetryMode>,
+    /// `--max-rps`: at most this many IAM requests per second in each
+    /// account (see [`pacing`]).
+    pub max_rps: Option<f64>,
     /// Assume this role (STS AssumeRole) with the credentials found above.
     pub role_arn: Option<String>,
     /// The external id the role's trust policy requires.
     pub external_id: Option<String>,
 }
 
-/// Attempts per call when nothing says otherwise: enough to ride out a
-/// burst of IAM throttling in a batch, few enough to fail in seconds when
-/// the endpoint is down.
+/// Attempts per call when nothing says otherwise, for 5xx answers and
+/// broken connections: few enough to fail in seconds when the endpoint is
+/// down. (IAM throttling is retried by the account's pacer, not counted
+/// here, unless `--retry-mode adaptive` hands it to the SDK.)
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// The session name on every assumed-role session, so CloudTrail shows
@@ -46,11 +52,11 @@ pub const SESSION_NAME: &str = "iam-rotate";
 /// IAM is global; its calls are signed for us-east-1 when no region is set.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
-/// The retry policy for throttling and 5xx answers: the SDK's standard
-/// mode (exponential backoff with jitter, per call) unless told otherwise.
-/// Adaptive mode adds a client-side rate limiter for the whole process;
-/// against an endpoint that injected throttling and 5xx it slowed a batch
-/// twelvefold (428 s against 36 s for the same 20 users), so it is opt-in.
+/// The SDK's retry policy for 5xx answers and broken connections: its
+/// standard mode (exponential backoff with jitter, per call) unless told
+/// otherwise. IAM throttling is left to [`pacing`]. Adaptive mode instead
+/// lets the SDK's own client-side rate limiter and retries handle
+/// throttling (measured against iam-rotate's pacing in BENCHMARKS.md).
 pub fn retry_config(args: &AwsArgs) -> RetryConfig {
     let base = match args.retry_mode.unwrap_or(RetryMode::Standard) {
         RetryMode::Adaptive => RetryConfig::adaptive(),

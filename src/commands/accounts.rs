@@ -99,7 +99,8 @@ async fn reach(
     let base = &context.aws().await.0;
     let external_id = context.aws_args.external_id.as_deref();
     let config = aws_org::assume(base, &account.role_arn, external_id, session).await;
-    let iam = AwsIam::new(&config);
+    // The account's own pacer: its IAM rate limit is its own.
+    let iam = AwsIam::with_pacer(&config, context.pacing.for_account(&account.id));
     let caller = iam.caller_identity().await.map_err(|e| {
         format!(
             "cannot assume {} ({e}); check that the role exists in the account, trusts the \

@@ -7,14 +7,16 @@ use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 
-use super::run::{print_result, run_one, RunResult};
+use super::run::{print_result, RunResult};
 use super::status::StatusRow;
 use super::{Context, Status};
 use crate::cli::DemoArgs;
 use crate::clock::{Clock, ManualClock};
 use crate::deliver::Deliverer;
 use crate::engine::{Engine, RunOptions};
+use crate::fleet::run::run_one_with;
 use crate::iam::Iam;
+use crate::notify::{Notice, Notifier, Target, Transport};
 use crate::output;
 use crate::plan::{PlanStore, Stamp};
 use crate::planner::{plan_user, PlanRequest};
@@ -81,6 +83,18 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
         }
     }
 
+    // Where the team hears of plans that need a person: printed here, as a
+    // webhook would receive it.
+    let sink = Target::parse(DEMO_SINK).map_err(anyhow::Error::msg)?;
+    let notifier = Notifier::new(
+        vec![sink],
+        Arc::new(PrintedSink {
+            json: context.json(),
+        }),
+    );
+    say(format!(
+        "Notices go to the team's channel: iam-rotate --notify {DEMO_SINK} run --all\n"
+    ));
     let mut results = Vec::new();
     let mut rolled_back = false;
     for day in 0..=23 {
@@ -98,7 +112,14 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
         ));
         results.clear();
         for path in store.list(ACCOUNT)? {
-            let result = run_one(&engine, &store, path, RunOptions::default()).await;
+            let result = run_one_with(
+                &engine,
+                &store,
+                Some(&notifier),
+                path,
+                RunOptions::default(),
+            )
+            .await;
             if !context.json() {
                 print_result(&result, now, &[]);
             }
@@ -132,6 +153,26 @@ pub async fn execute(context: &Context, _args: DemoArgs) -> anyhow::Result<Statu
 
     print_status(context, &sim, &store, clock.now())?;
     Ok(Status::Success)
+}
+
+/// The notification target of the demo: nothing listens there; the
+/// [`PrintedSink`] prints what it would receive.
+const DEMO_SINK: &str = "webhook:http://127.0.0.1/team-channel";
+
+/// Prints each notice as the webhook would get it.
+struct PrintedSink {
+    json: bool,
+}
+
+#[async_trait::async_trait]
+impl Transport for PrintedSink {
+    async fn send(&self, target: &Target, notice: &Notice) -> Result<(), String> {
+        if !self.json {
+            let body = serde_json::to_string(notice).map_err(|e| e.to_string())?;
+            output::line(format!("  notice to {}: {body}", target.label()));
+        }
+        Ok(())
+    }
 }
 
 /// What the applications do on `day`: alice's switch at once, bob's batch

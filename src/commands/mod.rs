@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::aws::pacing::{self, Pacing, PacingOptions};
 use crate::aws::{self, AwsArgs, AwsIam};
 use crate::cli::{Cli, Command, OutputFormat, RetryMode};
 use crate::clock::{self, Clock};
@@ -93,6 +94,8 @@ pub struct Context {
     pub account_flags: std::sync::OnceLock<std::collections::HashMap<String, Vec<String>>>,
     /// `--deadline`: how long a batch may take new plans.
     pub deadline: Option<crate::duration::HumanDuration>,
+    /// One IAM request pacer per account, shared by every client of it.
+    pub pacing: Pacing,
     aws: tokio::sync::OnceCell<(aws_config::SdkConfig, AwsIam)>,
 }
 
@@ -106,7 +109,8 @@ impl Context {
         self.aws
             .get_or_init(|| async {
                 let config = aws::load_config(&self.aws_args).await;
-                let iam = AwsIam::new(&config);
+                let account = pacing::account_of_role(self.aws_args.role_arn.as_deref());
+                let iam = AwsIam::with_pacer(&config, self.pacing.for_account(account));
                 (config, iam)
             })
             .await
@@ -333,6 +337,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         region: cli.region,
         endpoint_url: cli.endpoint_url,
         max_attempts: cli.max_attempts,
+        max_rps: cli.max_rps,
         retry_mode: cli.retry_mode.map(|mode| match mode {
             RetryMode::Standard => aws::RetryMode::Standard,
             RetryMode::Adaptive => aws::RetryMode::Adaptive,
@@ -345,6 +350,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         Command::Demo(_) => PlanStore::new(cli.plans_dir),
         _ => open_plans(cli.plans_dir, &aws_args, cli.lease.as_secs()).await?,
     };
+    let pacing = Pacing::new(
+        PacingOptions {
+            max_rps: cli.max_rps,
+            sdk_adaptive: cli.retry_mode == Some(RetryMode::Adaptive),
+        },
+        clock.clone(),
+    );
     let context = Context {
         repeated_flags,
         plans,
@@ -357,6 +369,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         deadline: cli.deadline,
         account_flags: std::sync::OnceLock::new(),
         org: cli.org,
+        pacing,
         aws: tokio::sync::OnceCell::new(),
     };
     match command {

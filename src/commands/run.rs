@@ -22,7 +22,7 @@ use crate::plan::{ActionKind, Phase};
 use crate::progress::BatchBars;
 use crate::rotation::{Overdue, WouldStep};
 
-pub use crate::fleet::run::{run_one, NotRun, RunResult};
+pub use crate::fleet::run::{NotRun, RunResult};
 
 /// The exit status one plan's result asks for: an error on the plan
 /// failed (exit 1), a locked plan skipped is no failure, and an outcome

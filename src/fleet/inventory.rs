@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
+use crate::aws::pacing::within_plan_budget;
 use crate::iam::{Iam, IamError, LastUse, User};
 use crate::plan::{KeyStatus, Phase, PlanStore};
 
@@ -58,7 +59,7 @@ pub async fn inventory(
     request: &InventoryRequest<'_>,
 ) -> Vec<UserReport> {
     let mut rows: Vec<UserReport> = stream::iter(users)
-        .map(|user| report_user(iam, store, user, request))
+        .map(|user| within_plan_budget(report_user(iam, store, user, request)))
         .buffer_unordered(request.concurrency.max(1))
         .filter_map(|row| async move { row })
         .collect()

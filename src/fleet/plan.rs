@@ -4,6 +4,7 @@
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
+use crate::aws::pacing::within_plan_budget;
 use crate::iam::{Caller, Iam, User};
 use crate::plan::{PlanStore, Stamp};
 use crate::planner::{plan_listed_user, PlanRequest, Planned};
@@ -51,11 +52,12 @@ pub async fn plan_all(
                 kind: crate::plan::PlanKind::Plan,
                 notify: request.notify,
             };
-            let planned = plan_listed_user(iam, store, caller, stamp, &one, &user)
-                .await
-                .unwrap_or_else(|e| Planned::Refused {
-                    reason: e.to_string(),
-                });
+            let planned =
+                within_plan_budget(plan_listed_user(iam, store, caller, stamp, &one, &user))
+                    .await
+                    .unwrap_or_else(|e| Planned::Refused {
+                        reason: e.to_string(),
+                    });
             PlanAllRow {
                 user: user.name.clone(),
                 account: caller.account.clone(),

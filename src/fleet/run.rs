@@ -5,6 +5,11 @@
 //! error is recorded on that plan by the engine (`last_error`) and becomes
 //! that plan's result. A panic in one task is caught here and reported as
 //! that plan's failure.
+//!
+//! The tasks share one IAM client, and so the account's request pacer
+//! ([`crate::aws::pacing`]): when IAM throttles, the whole batch slows
+//! down to the account's rate together, and each plan's throttled
+//! requests are retried within that plan's own budget.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,6 +18,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use crate::aws::pacing::within_plan_budget;
 use crate::clock::Clock;
 use crate::commands::user_of;
 use crate::deliver::Deliver;
@@ -375,7 +381,8 @@ pub async fn run_one_with(
         Err(e) => return failed(path, e.to_string(), Vec::new()),
     };
     let before = notify::Before::of(&locked.plan);
-    let result = engine.run(&mut locked, options).await;
+    // Each plan has its own budget for being throttled, from its start.
+    let result = within_plan_budget(engine.run(&mut locked, options)).await;
     if let (Some(notifier), false) = (notifier, options.dry_run) {
         let now = engine.clock.now();
         notifier.after_run(&mut locked, &before, &result, now).await;

@@ -155,6 +155,22 @@ fn reconcile_keys(plan: &Plan, keys: &[LiveKey]) -> Result<bool, String> {
             plan.effective_phase()
         ));
     };
+    if old_live.status == KeyStatus::Active
+        && plan.old_key.status == KeyStatus::Inactive
+        && !interrupted_step
+    {
+        // Also what a `rollback` leaves whose UpdateAccessKey answer was
+        // lost: the key is Active again, the plan never recorded it.
+        return Err(format!(
+            "the old key {old} is Active in IAM but the plan recorded it inactive: it was made \
+             active again outside this plan's runs (by hand, or by a `rollback` whose answer \
+             was lost). If an application needs it, `iam-rotate rollback {user}` records that \
+             and goes back to waiting for adoption; otherwise set it inactive again (`aws iam \
+             update-access-key --user-name {user} --access-key-id {} --status Inactive`) and \
+             run `iam-rotate run --retry-blocked {user}`.",
+            plan.old_key.id
+        ));
+    }
     if old_live.status != plan.old_key.status && !interrupted_step {
         return Err(format!(
             "the old key {old} is {} in IAM but the plan expects it {}: someone changed it \

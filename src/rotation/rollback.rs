@@ -105,6 +105,11 @@ pub enum Refusal {
     /// Back to step 2 asked of a blocked plan that records no new key:
     /// there is no rotation to resume.
     NoNewKeyToResume { user: String },
+    /// Without `--delete-new`, a plan whose CreateAccessKey went
+    /// unanswered and left a key: rolling back would end the plan, clear
+    /// the intent that tells that key is ours, and leave it in IAM for
+    /// good. The old key is still Active, so nothing needs rolling back.
+    InterruptedCreate { user: String, key: String },
 }
 
 impl fmt::Display for Refusal {
@@ -160,6 +165,15 @@ impl fmt::Display for Refusal {
                 mask_key(old_key)
             ),
             Refusal::NoNewKeyToResume { user } => f.write_str(&Refusal::no_new_key_text(user)),
+            Refusal::InterruptedCreate { user, key } => write!(
+                f,
+                "not rolled back: {user}'s old key is still active, and an interrupted \
+                 CreateAccessKey left key {} that the plan has not recorded yet. Run \
+                 `iam-rotate run {user}` first (it keeps the key if it was delivered, deletes it \
+                 if it provably was not, or blocks naming it), or `iam-rotate rollback --abort \
+                 --delete-new {user}` to end the rotation without it.",
+                mask_key(key)
+            ),
         }
     }
 }
@@ -254,7 +268,7 @@ pub fn decide_rollback(
     let old_live = keys.iter().find(|k| k.id == plan.old_key.id);
     let rolled_back = plan.phase == Phase::RolledBack;
     if !options.abort && !rolled_back {
-        return back_to_adoption(plan, old_live);
+        return back_to_adoption(plan, keys, old_live);
     }
     let mut steps = Vec::new();
     if !rolled_back {
@@ -284,6 +298,14 @@ pub fn decide_rollback(
             });
         }
         steps.extend(retire_new(plan, keys, orphan_use, system_now));
+    } else if plan.new_key.is_none() {
+        let known = [plan.old_key.id.as_str()];
+        if let Some(key) = orphan_candidate_in(plan.create_intent_at, keys, &known) {
+            return Err(Refusal::InterruptedCreate {
+                user: user.clone(),
+                key: key.id.clone(),
+            });
+        }
     }
     let done: Vec<String> = steps.iter().filter_map(RollbackStep::action).collect();
     let end = match (rolled_back, done.is_empty()) {
@@ -306,7 +328,11 @@ pub fn decide_rollback(
 /// (when it is not), the new key kept, and the plan back in
 /// `wait_for_adoption`, from any phase the old key may have been set
 /// inactive in. Before that, nothing was undone: the old key is Active.
-fn back_to_adoption(plan: &Plan, old_live: Option<&LiveKey>) -> Result<Vec<RollbackStep>, Refusal> {
+fn back_to_adoption(
+    plan: &Plan,
+    keys: &[LiveKey],
+    old_live: Option<&LiveKey>,
+) -> Result<Vec<RollbackStep>, Refusal> {
     let user = &plan.user;
     let Some(old_live) = old_live else {
         return Err(Refusal::OldKeyGone {
@@ -314,6 +340,17 @@ fn back_to_adoption(plan: &Plan, old_live: Option<&LiveKey>) -> Result<Vec<Rollb
             old_key: plan.old_key.id.clone(),
         });
     };
+    // An unanswered create's key is settled by `run`, not by a rollback
+    // that would report success and leave it unrecorded.
+    if plan.new_key.is_none() {
+        let known = [plan.old_key.id.as_str()];
+        if let Some(key) = orphan_candidate_in(plan.create_intent_at, keys, &known) {
+            return Err(Refusal::InterruptedCreate {
+                user: user.clone(),
+                key: key.id.clone(),
+            });
+        }
+    }
     let old = mask_key(&plan.old_key.id);
     let reactivate = old_live.status == KeyStatus::Inactive;
     let first = if reactivate {

@@ -1,5 +1,6 @@
-//! Under injected faults — throttling, 5xx, resets, delays, and
-//! CreateAccessKey answers lost after IAM made the key — repeated runs end
+//! Under injected faults — throttling beyond a rate limit, 5xx, resets,
+//! delays, and CreateAccessKey answers lost after IAM made the key —
+//! repeated runs end
 //! with every user holding its old key plus exactly one new key, the plan
 //! naming it, its secret delivered and working, and no orphan left.
 
@@ -77,7 +78,8 @@ fn faults_never_lose_or_double_a_key() {
     env.run(&["plan", "--all"]).expect(0);
 
     env.proxy.set_faults(Faults {
-        throttle: 0.10,
+        // IAM throttles by rate, as the proxy's token bucket does.
+        rate_limit: Some(30.0),
         server_error: 0.08,
         reset: 0.05,
         delay: 0.05,
@@ -89,7 +91,7 @@ fn faults_never_lose_or_double_a_key() {
     let runs = run_until_created(&env, &users, &["run", "--all"], 30);
     let injected = env.proxy.injected();
     eprintln!("faults injected: {injected:?}; runs needed: {runs}");
-    for kind in ["throttle", "server_error", "reset", "lose_create"] {
+    for kind in ["rate_limited", "server_error", "reset", "lose_create"] {
         assert!(
             injected.get(kind).is_some_and(|n| *n > 0),
             "no {kind} injected: {injected:?}"

@@ -512,6 +512,8 @@ fn demo_runs_every_phase_without_aws() {
         "back to wait_for_adoption",
         "carol: deleted old key",
         "OVERDUE",
+        "notice to webhook:",
+        "\"event\":\"overdue\",\"user\":\"dave\"",
         "done",
     ] {
         assert!(

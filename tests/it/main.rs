@@ -15,6 +15,7 @@ mod notify;
 mod offline;
 mod org;
 mod orphans;
+mod pacing;
 mod proxy;
 mod recovery;
 mod s3_plans;

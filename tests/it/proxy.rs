@@ -2,7 +2,8 @@
 //! request by AWS action and, at chosen rates, injects the faults AWS can
 //! show a client — IAM `Throttling`, 500 and 503, a reset connection, a slow
 //! answer, and a CreateAccessKey that succeeds in IAM but whose answer never
-//! reaches the client.
+//! reaches the client — or, like IAM itself, throttles every request beyond
+//! a rate (a token bucket).
 //!
 //! Blocking I/O, a thread per connection: the loads here are small and the
 //! code stays obvious.
@@ -12,7 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Whether to deny a request: given its action, its body, and the requests
 /// forwarded so far by action.
@@ -54,6 +55,21 @@ pub struct Faults {
     /// another conditional write to the same key was in flight. Each
     /// counts as `conflict` in [`Proxy::injected`].
     pub conflict: Option<DenyRule>,
+    /// A rate limit as IAM enforces one: a token bucket refilled at this
+    /// many requests per second and holding as many (a second's burst);
+    /// a request that finds it empty is answered `Throttling` and not
+    /// forwarded. It counts as `rate_limited` in [`Proxy::injected`].
+    pub rate_limit: Option<f64>,
+    /// Answers IAM's `Throttling`, without forwarding, to every request
+    /// this returns true for (same arguments as `deny`).
+    pub throttle_when: Option<DenyRule>,
+}
+
+/// The token bucket of [`Faults::rate_limit`].
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
 }
 
 #[derive(Default)]
@@ -66,6 +82,8 @@ struct Shared {
     rng: u64,
     /// The KeyId of each PutParameter forwarded, in order (never the value).
     put_parameter_key_ids: Vec<Option<String>>,
+    /// Set on the first request under a rate limit, full.
+    bucket: Option<Bucket>,
 }
 
 pub struct Proxy {
@@ -107,9 +125,11 @@ impl Proxy {
         }
     }
 
-    /// Changes the fault rates from now on.
+    /// Changes the fault rates from now on (a rate limit starts full).
     pub fn set_faults(&self, faults: Faults) {
-        self.shared.lock().unwrap().faults = faults;
+        let mut shared = self.shared.lock().unwrap();
+        shared.faults = faults;
+        shared.bucket = None;
     }
 
     /// Requests that reached moto, by action (`CreateAccessKey`, …).
@@ -294,7 +314,22 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
                 .drop_answer
                 .is_some_and(|drop| drop(&request.action, &request.body, &s.forwarded))
         };
-        let fault = pick_fault(shared, &request.action);
+        let throttled = {
+            let mut s = shared.lock().unwrap();
+            let throttled = s
+                .faults
+                .throttle_when
+                .is_some_and(|rule| rule(&request.action, &request.body, &s.forwarded));
+            if throttled {
+                *s.injected.entry("throttled_when").or_default() += 1;
+            }
+            throttled
+        };
+        let fault = if throttled || rate_limited(shared) {
+            Some("throttle")
+        } else {
+            pick_fault(shared, &request.action)
+        };
         match fault {
             Some("throttle") => {
                 let body = "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\">\
@@ -371,6 +406,31 @@ fn serve(client: TcpStream, upstream: &str, shared: &Mutex<Shared>) {
             return;
         }
     }
+}
+
+/// Whether the rate limit, if any, turns this request away: takes a token
+/// from the bucket, or counts a `rate_limited` request when it is empty.
+fn rate_limited(shared: &Mutex<Shared>) -> bool {
+    let mut s = shared.lock().unwrap();
+    let Some(rate) = s.faults.rate_limit else {
+        return false;
+    };
+    let now = Instant::now();
+    let mut bucket = s.bucket.unwrap_or(Bucket {
+        tokens: rate,
+        at: now,
+    });
+    bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(rate);
+    bucket.at = now;
+    let admitted = bucket.tokens >= 1.0;
+    if admitted {
+        bucket.tokens -= 1.0;
+    }
+    s.bucket = Some(bucket);
+    if !admitted {
+        *s.injected.entry("rate_limited").or_default() += 1;
+    }
+    !admitted
 }
 
 fn pick_fault(shared: &Mutex<Shared>, action: &str) -> Option<&'static str> {

@@ -188,7 +188,7 @@ fn a_whole_rotation_with_plans_in_s3() {
 
     // rollback works on a plan in S3 too.
     s3_run(&env, None, &["run", "bob"]).expect(0);
-    s3_run(&env, None, &["rollback", "bob"]).expect(0);
+    s3_run(&env, None, &["rollback", "--abort", "bob"]).expect(0);
     assert_eq!(bucket.plan_yaml("bob")["phase"], "rolled_back");
 
     // Every lease was released; only the plans remain.

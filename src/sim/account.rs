@@ -152,6 +152,28 @@ impl SimAccount {
             .unwrap_or_default()
     }
 
+    /// A user's keys and their last use, read without making a call: what
+    /// the simulation's invariants compare the plans with.
+    pub fn key_states(&self, user: &str) -> Vec<(LiveKey, LastUse)> {
+        self.state()
+            .users
+            .get(user)
+            .map(|u| {
+                u.keys
+                    .iter()
+                    .map(|k| {
+                        let live = LiveKey {
+                            id: k.id.clone(),
+                            status: k.status,
+                            created_at: k.created_at,
+                        };
+                        (live, k.last_use.clone())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Every call made so far, as `Operation` strings.
     pub fn calls(&self) -> Vec<String> {
         self.state().calls.clone()

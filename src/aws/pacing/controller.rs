@@ -1,0 +1,263 @@
+//! The rate controller of one account: when its next IAM request may go,
+//! decided from what IAM answered before. It does no I/O and reads no
+//! clock: every decision takes the time as an argument, so the unit tests
+//! drive it with the manual clock.
+//!
+//! The policy is additive increase, multiplicative decrease (AIMD) around
+//! the rate at which IAM last throttled (the *ceiling*):
+//! - Until IAM throttles, requests are not paced at all (or only by the
+//!   `--max-rps` cap).
+//! - The first slow-down sets the ceiling to the requests IAM accepted in
+//!   the last second: once IAM throttles, that is what it lets through.
+//!   Later throttles, when the rate is at or above the ceiling, set it to
+//!   the accepted rate again (or the paced rate, if lower); below the
+//!   ceiling they lower it by at most [`Settings::ceiling_cut`], so that a
+//!   few throttles that are not about the rate (IAM has bad seconds too)
+//!   do not spiral the rate down.
+//! - A throttle lowers the rate to [`Settings::decrease`] times the ceiling
+//!   (or the rate, if lower), at most once per [`Settings::hold`], and never
+//!   for a request sent before the last decrease: those answers were already
+//!   on their way. A lone throttle is retried but changes nothing: it takes
+//!   [`Settings::throttles_to_slow_down`] within a second. Past a rate limit
+//!   the throttles come in a run; a throttle now and then that is not about
+//!   the rate would otherwise bring the rate down step by step to the floor.
+//! - Each request that had to wait for its turn and succeeded raises the
+//!   rate: quickly back to the ceiling ([`Settings::recover`] of the ceiling
+//!   per second), then slowly beyond it ([`Settings::probe`] per second,
+//!   doubling every [`Settings::probe_doubling`] without a throttle), so a
+//!   rate limit that was raised, or a burst of throttling from another tool
+//!   that ended, is found again.
+//!
+//! Requests are spaced evenly at the current rate, with no client-side
+//! burst: a server-side token bucket then stays full while the rate is
+//! under its limit, and absorbs the overshoot of each probe.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Duration, Utc};
+
+/// The controller's constants. [`Settings::default`] is what iam-rotate
+/// uses; BENCHMARKS.md shows what they give against a token bucket.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    /// After a throttle, the rate becomes this share of the ceiling.
+    pub decrease: f64,
+    /// Throttled below the ceiling: the ceiling drops at most to this share.
+    pub ceiling_cut: f64,
+    /// Below the ceiling, the rate grows by this share of it per second.
+    pub recover: f64,
+    /// At or above the ceiling, the rate grows by this share of it per
+    /// second at first ...
+    pub probe: f64,
+    /// ... doubling after each such period without a throttle.
+    pub probe_doubling: std::time::Duration,
+    /// At most one decrease per this long.
+    pub hold: std::time::Duration,
+    /// Never slower than this many requests per second.
+    pub min_rate: f64,
+    /// Throttles within one second that it takes to slow down.
+    pub throttles_to_slow_down: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            decrease: 0.9,
+            ceiling_cut: 0.9,
+            recover: 0.2,
+            probe: 0.01,
+            probe_doubling: std::time::Duration::from_secs(5),
+            hold: std::time::Duration::from_secs(1),
+            min_rate: 1.0,
+            throttles_to_slow_down: 2,
+        }
+    }
+}
+
+/// How far back accepted and throttled requests count.
+const WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A request's turn: when it may be sent, and whether it had to wait for it
+/// (only requests that waited show that the rate, not the work, set the
+/// pace, so only they may raise it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Turn {
+    pub at: DateTime<Utc>,
+    pub waited: bool,
+}
+
+impl Turn {
+    /// How long to wait from `now` for this turn.
+    pub fn wait_from(&self, now: DateTime<Utc>) -> std::time::Duration {
+        (self.at - now).to_std().unwrap_or_default()
+    }
+}
+
+/// What a throttle did to the rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reaction {
+    /// The rate was lowered to this many requests per second.
+    Decreased(f64),
+    /// Nothing changed: a lone throttle, or already lowered for this
+    /// (within the hold, or the request was sent before the last decrease).
+    Held,
+}
+
+/// Requests sent and throttled, as the controller saw them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub sent: u64,
+    pub throttled: u64,
+}
+
+/// One account's rate controller; see the module docs.
+#[derive(Clone, Debug)]
+pub struct RateController {
+    settings: Settings,
+    /// `--max-rps`: never faster, whatever IAM accepts.
+    cap: Option<f64>,
+    /// False: only the cap paces (`--retry-mode adaptive` hands adaptation
+    /// to the SDK).
+    adaptive: bool,
+    /// The paced rate; `None` until the first throttle.
+    rate: Option<f64>,
+    ceiling: Option<f64>,
+    next_turn: Option<DateTime<Utc>>,
+    last_decrease: Option<DateTime<Utc>>,
+    /// When each request accepted within [`WINDOW`] was answered.
+    accepted: VecDeque<DateTime<Utc>>,
+    /// When each request throttled within [`WINDOW`] was answered.
+    throttles: VecDeque<DateTime<Utc>>,
+    counts: Counts,
+}
+
+fn seconds(d: std::time::Duration) -> Duration {
+    Duration::from_std(d).unwrap_or(Duration::MAX)
+}
+
+impl RateController {
+    pub fn new(settings: Settings, cap: Option<f64>, adaptive: bool) -> Self {
+        RateController {
+            settings,
+            cap: cap.filter(|c| c.is_finite() && *c > 0.0),
+            adaptive,
+            rate: None,
+            ceiling: None,
+            next_turn: None,
+            last_decrease: None,
+            accepted: VecDeque::new(),
+            throttles: VecDeque::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// The requests per second paced at now; `None`: not paced.
+    pub fn rate(&self) -> Option<f64> {
+        match (self.rate, self.cap) {
+            (Some(rate), Some(cap)) => Some(rate.min(cap)),
+            (rate, cap) => rate.or(cap),
+        }
+    }
+
+    /// The rate at which IAM last throttled, once it has.
+    pub fn ceiling(&self) -> Option<f64> {
+        self.ceiling
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Whether throttles change the rate (else only the cap paces).
+    pub fn adapts(&self) -> bool {
+        self.adaptive
+    }
+
+    /// The next request's turn: now when not paced, else one interval after
+    /// the turn before it (and never before now).
+    pub fn turn(&mut self, now: DateTime<Utc>) -> Turn {
+        self.counts.sent += 1;
+        let Some(rate) = self.rate() else {
+            return Turn {
+                at: now,
+                waited: false,
+            };
+        };
+        let at = self.next_turn.map_or(now, |next| next.max(now));
+        let interval = Duration::nanoseconds((1e9 / rate).round() as i64);
+        self.next_turn = Some(at + interval);
+        Turn {
+            at,
+            waited: at > now,
+        }
+    }
+
+    /// IAM answered the request of `turn` (anything but a throttle).
+    pub fn accepted(&mut self, turn: &Turn, now: DateTime<Utc>) {
+        self.accepted.push_back(now);
+        self.forget_before(now);
+        if !self.adaptive || !turn.waited {
+            return;
+        }
+        let (Some(rate), Some(ceiling)) = (self.rate, self.ceiling) else {
+            return;
+        };
+        let per_second = if rate < ceiling {
+            self.settings.recover * ceiling
+        } else {
+            let quiet = self.last_decrease.map_or(0.0, |t| {
+                (now - t).to_std().unwrap_or_default().as_secs_f64()
+            });
+            let doublings = quiet / self.settings.probe_doubling.as_secs_f64().max(0.001);
+            self.settings.probe * ceiling * 2f64.powf(doublings.min(16.0))
+        };
+        // One accepted request at `rate` per second: `per_second` a second.
+        let raised = rate + per_second / rate;
+        self.rate = Some(self.cap.map_or(raised, |cap| raised.min(cap)));
+    }
+
+    /// IAM throttled the request of `turn`.
+    pub fn throttled(&mut self, turn: &Turn, now: DateTime<Utc>) -> Reaction {
+        self.counts.throttled += 1;
+        if !self.adaptive {
+            return Reaction::Held;
+        }
+        self.throttles.push_back(now);
+        self.forget_before(now);
+        if self.throttles.len() < self.settings.throttles_to_slow_down {
+            return Reaction::Held;
+        }
+        if let Some(last) = self.last_decrease {
+            if turn.at < last || now - last < seconds(self.settings.hold) {
+                return Reaction::Held;
+            }
+        }
+        self.forget_before(now);
+        let accepted = self.accepted.len() as f64;
+        let min = self.settings.min_rate;
+        let (from, ceiling) = match (self.rate, self.ceiling) {
+            // The first throttle: what IAM let through is the measure.
+            (None, _) | (_, None) => {
+                let ceiling = self.cap.map_or(accepted, |cap| accepted.min(cap)).max(min);
+                (ceiling, ceiling)
+            }
+            // Probing beyond the ceiling: what IAM accepted is the new one.
+            (Some(rate), Some(ceiling)) if rate >= ceiling => (rate, rate.min(accepted).max(min)),
+            (Some(rate), Some(ceiling)) => (rate, rate.max(ceiling * self.settings.ceiling_cut)),
+        };
+        let rate = (self.settings.decrease * from.min(ceiling)).max(min);
+        self.ceiling = Some(ceiling);
+        self.rate = Some(rate);
+        self.last_decrease = Some(now);
+        Reaction::Decreased(self.rate().unwrap_or(rate))
+    }
+
+    fn forget_before(&mut self, now: DateTime<Utc>) {
+        let horizon = now - seconds(WINDOW);
+        for times in [&mut self.accepted, &mut self.throttles] {
+            while times.front().is_some_and(|t| *t <= horizon) {
+                times.pop_front();
+            }
+        }
+    }
+}
