@@ -222,21 +222,11 @@ fn a_stale_runner_s_save_loses_and_no_key_is_created() {
         ..Faults::default()
     });
     env.proxy.reset_counts();
-    let mut cmd = env.command();
-    cmd.args(["--plans-dir", PLANS, "run", "carol"]);
-    let child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !env.proxy.injected().contains_key("held") {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the read was never held"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = spawn_until_held(
+        &env,
+        &["--plans-dir", PLANS, "run", "carol"],
+        "the read was never held",
+    );
     // Another runner (or a person) saves the plan meanwhile.
     let text = bucket.get(&plan_key("carol")).unwrap();
     bucket.put(
@@ -414,21 +404,11 @@ fn a_lease_is_renewed_while_its_plan_is_worked_on() {
         ..Faults::default()
     });
     env.proxy.reset_counts();
-    let mut cmd = env.command();
-    cmd.args(["--plans-dir", PLANS, "--lease", "1s", "run", "gus"]);
-    let first = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !env.proxy.injected().contains_key("held") {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "never reached IAM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let first = spawn_until_held(
+        &env,
+        &["--plans-dir", PLANS, "--lease", "1s", "run", "gus"],
+        "never reached IAM",
+    );
     std::thread::sleep(Duration::from_millis(1500));
     // Past the first lease's second; it was renewed.
     let lease: serde_json::Value =
@@ -591,19 +571,11 @@ fn a_killed_runner_s_lease_is_taken_over_once_it_expires() {
         hold_for: Duration::from_secs(30),
         ..Faults::default()
     });
-    let mut cmd = env.command();
-    cmd.args(["--plans-dir", PLANS, "--lease", "2s", "run", "jay"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut killed = cmd.spawn().unwrap();
-    let start = Instant::now();
-    while !env.proxy.injected().contains_key("held") {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "never reached IAM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut killed = spawn_until_held(
+        &env,
+        &["--plans-dir", PLANS, "--lease", "2s", "run", "jay"],
+        "never reached IAM",
+    );
     killed.kill().unwrap();
     killed.wait().unwrap();
     let lease: serde_json::Value =
@@ -711,19 +683,11 @@ fn a_runner_that_lost_its_lease_saves_and_acts_no_more() {
         hold_for: Duration::from_secs(3),
         ..Faults::default()
     });
-    let mut cmd = env.command();
-    cmd.args(["--plans-dir", PLANS, "--lease", "1s", "run", "max"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let runner = cmd.spawn().unwrap();
-    let start = Instant::now();
-    while !env.proxy.injected().contains_key("held") {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "never reached IAM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let runner = spawn_until_held(
+        &env,
+        &["--plans-dir", PLANS, "--lease", "1s", "run", "max"],
+        "never reached IAM",
+    );
     bucket.lease_of_another_runner("max", "runner-b:4242:c0ffee", 600);
     let run = env.capture(runner.wait_with_output().unwrap());
     run.expect(1);
@@ -739,4 +703,22 @@ fn a_runner_that_lost_its_lease_saves_and_acts_no_more() {
         bucket.get(&lease_key("max")).unwrap().contains("c0ffee"),
         "the other runner's lease is left alone"
     );
+}
+
+/// Starts `iam-rotate ARGS` (output piped) and returns once the proxy
+/// holds one of its requests, as the test's faults say.
+fn spawn_until_held(env: &Env, args: &[&str], what: &str) -> std::process::Child {
+    let child = env
+        .command()
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !env.proxy.injected().contains_key("held") {
+        assert!(start.elapsed() < Duration::from_secs(20), "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
