@@ -194,7 +194,6 @@ pub async fn run_each(
         })
         .collect();
     let shared = Shared(Mutex::new(progress));
-    let notifier = Arc::new(context.notifier().await);
     let listed: HashMap<&str, &Result<Vec<PathBuf>, String>> =
         accounts.iter().map(|a| a.id.as_str()).zip(&paths).collect();
     let runs = org::each_account(
@@ -203,7 +202,7 @@ pub async fn run_each(
         &batch.stop,
         |account| {
             let listed = listed.get(account.id.as_str()).copied().cloned();
-            let (session, notifier, shared) = (session.clone(), notifier.clone(), &shared);
+            let (session, shared) = (session.clone(), &shared);
             async move {
                 let paths = listed
                     .unwrap_or_else(|| Err("not among the accounts listed".into()))
@@ -214,7 +213,13 @@ pub async fn run_each(
                     clock: context.clock.clone(),
                     deliver: Arc::new(Deliverer::new(Some(config), context.json())),
                     caller,
-                    notifier: Some(notifier),
+                    // Its notices' next commands act in this account.
+                    notifier: Some(Arc::new(
+                        context
+                            .notifier()
+                            .await
+                            .with_command_flags(context.flags_for(&account.id)),
+                    )),
                     store: context.plans.clone(),
                 };
                 let mut view = SharedView(shared);
