@@ -49,13 +49,7 @@ POLICIES = ROOT / "docs/policies"
 # one lands, that check fails until the flag is taken out of here and out
 # of the table in docs/deploy.md, and from then on the recipes' use of it is
 # parsed like every other flag's.
-PENDING_FLAGS = {
-    "--org": [],
-    "--role-name": ["IamRotate"],
-    "--accounts-file": ["accounts.yaml"],
-    "--account-concurrency": ["4"],
-    "--deadline": ["45m"],
-}
+PENDING_FLAGS: dict[str, list[str]] = {}
 # Plans in S3 (`--plans-dir s3://BUCKET/PREFIX`) parse today as a folder
 # name; the release that reads them says so in --help.
 S3_PLANS_PENDING = False

@@ -96,8 +96,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "IAM_ROTATE_ROLE_ARN", value_name = "ARN")]
     pub role_arn: Option<String>,
 
-    /// The external id the role's trust policy asks for (with --role-arn).
-    #[arg(long, global = true, value_name = "ID", requires = "role_arn")]
+    /// The external id the role's trust policy asks for (with --role-arn,
+    /// or the roles of --org).
+    #[arg(long, global = true, value_name = "ID")]
     pub external_id: Option<String>,
 
     /// Attempts per AWS call, the first included, when AWS throttles or
@@ -167,8 +168,64 @@ pub struct Cli {
           value_parser = lease_length)]
     pub lease: HumanDuration,
 
+    /// Stop taking new plans once this long has passed since the start
+    /// (for example 50m, under a scheduler's own time limit). Plans in
+    /// flight finish their run (cancelled, their lock released, if that
+    /// takes more than 20s more); plans not started are reported as not
+    /// run, and the exit code is 1. SIGTERM and SIGINT stop a run the same
+    /// way at any time.
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub deadline: Option<HumanDuration>,
+
+    #[command(flatten)]
+    pub org: OrgArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Which accounts a command covers, beyond the caller's own: an AWS
+/// Organization's, or a list in a file (for `plan --all`, `run --all`,
+/// `status` and `report`); `--account` alone is the one account folder `status`, `show`
+/// and `unlock` read.
+#[derive(Clone, Debug, Default, Args)]
+pub struct OrgArgs {
+    /// With plan --all, run --all, status and report: every ACTIVE account
+    /// of the caller's AWS Organization (Organizations
+    /// ListAccounts, from the management or a delegated administrator
+    /// account), each through the role --role-name, assumed with the
+    /// caller's credentials (and --external-id). Plans go in each
+    /// account's own folder. One account that fails (its role cannot be
+    /// assumed) fails alone: the others go on, and the exit code is 1.
+    #[arg(long, global = true, conflicts_with = "accounts_file")]
+    pub org: bool,
+
+    /// With --org: the role assumed in each account,
+    /// arn:<partition>:iam::<account>:role/NAME (default IamRotate).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub role_name: Option<String>,
+
+    /// Instead of --org: the accounts in a c7n-org accounts file
+    /// (`accounts: [{account_id, name, role}]`, role a full role ARN).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub accounts_file: Option<PathBuf>,
+
+    /// With --org or --accounts-file: only these accounts. Without them
+    /// (status, show, unlock): the one account folder to read (default:
+    /// the only one there is, else the caller's account, from STS).
+    #[arg(long = "account", global = true, value_name = "ID", num_args = 1..,
+          value_parser = account_id)]
+    pub accounts: Vec<String>,
+
+    /// With --org or --accounts-file: leave these accounts out.
+    #[arg(long, global = true, value_name = "ID", num_args = 1.., value_parser = account_id)]
+    pub exclude_account: Vec<String>,
+
+    /// With --org or --accounts-file: how many accounts to work on at once
+    /// (each with its own --concurrency).
+    #[arg(long, global = true, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub account_concurrency: u16,
 }
 
 /// An AWS account id: exactly twelve digits.
@@ -428,12 +485,13 @@ pub struct StatusArgs {
     #[arg(value_name = "USER")]
     pub users: Vec<String>,
 
-    /// The account folder to read (default: the caller's account, from STS).
-    #[arg(long, value_name = "ACCOUNT_ID", value_parser = account_id)]
+    /// The account folder to read: the global `--account ID` (default:
+    /// the only one there is, else the caller's account, from STS).
+    #[arg(skip)]
     pub account: Option<String>,
 
     /// Every account folder under --plans-dir.
-    #[arg(long, conflicts_with = "account")]
+    #[arg(long)]
     pub all_accounts: bool,
 
     /// Only plans a person must look at: blocked, or overdue (stuck in a
@@ -450,8 +508,9 @@ pub struct ShowArgs {
     #[arg(value_name = "USER")]
     pub user: String,
 
-    /// The account folder to read (default: the caller's account, from STS).
-    #[arg(long, value_name = "ACCOUNT_ID", value_parser = account_id)]
+    /// The account folder to read: the global `--account ID` (default:
+    /// the only one there is, else the caller's account, from STS).
+    #[arg(skip)]
     pub account: Option<String>,
 }
 
@@ -495,9 +554,9 @@ pub struct UnlockArgs {
     #[arg(value_name = "USER")]
     pub user: String,
 
-    /// The account folder (default: the only one there is, else the
-    /// caller's account, from STS).
-    #[arg(long, value_name = "ACCOUNT_ID", value_parser = account_id)]
+    /// The account folder to read: the global `--account ID` (default:
+    /// the only one there is, else the caller's account, from STS).
+    #[arg(skip)]
     pub account: Option<String>,
 
     /// Yes, remove it: its runner is dead.

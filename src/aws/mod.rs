@@ -6,6 +6,7 @@
 mod client;
 pub mod credentials;
 pub mod log;
+pub mod org;
 pub mod pacing;
 
 pub use client::AwsIam;

@@ -2,6 +2,7 @@
 //! core and prints the result. Shared here: the context every command gets
 //! and how a USER argument becomes a plan path.
 
+mod accounts;
 mod completions;
 mod demo;
 mod man;
@@ -86,6 +87,13 @@ pub struct Context {
     /// The global flags a printed next command repeats, so that it works
     /// where this one did (plans folder, profile, region, endpoint, role).
     pub repeated_flags: Vec<String>,
+    /// `--org`, `--accounts-file` and their account filters.
+    pub org: crate::cli::OrgArgs,
+    /// With --org / --accounts-file: the flags a printed next command adds
+    /// to act in each account (`--role-arn` of its role), by account id.
+    pub account_flags: std::sync::OnceLock<std::collections::HashMap<String, Vec<String>>>,
+    /// `--deadline`: how long a batch may take new plans.
+    pub deadline: Option<crate::duration::HumanDuration>,
     /// One IAM request pacer per account, shared by every client of it.
     pub pacing: Pacing,
     aws: tokio::sync::OnceCell<(aws_config::SdkConfig, AwsIam)>,
@@ -146,7 +154,22 @@ impl Context {
     /// [`rotation::next_command`](crate::rotation::next_command).
     pub fn next_command(&self, plan: &crate::plan::Plan) -> Option<String> {
         let next = crate::rotation::next_command(plan)?;
-        Some(command_line(&self.repeated_flags, next.words(), &plan.user))
+        Some(command_line(
+            &self.flags_for(&plan.account),
+            next.words(),
+            &plan.user,
+        ))
+    }
+
+    /// The global flags a printed command repeats to act on `account`'s
+    /// plans: this invocation's, plus the role that reaches the account
+    /// when --org or --accounts-file chose it.
+    pub fn flags_for(&self, account: &str) -> Vec<String> {
+        let mut flags = self.repeated_flags.clone();
+        if let Some(extra) = self.account_flags.get().and_then(|all| all.get(account)) {
+            flags.extend(extra.iter().cloned());
+        }
+        flags
     }
 
     /// STS GetCallerIdentity, with an error that says what to check.
@@ -296,6 +319,19 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         crate::output::force_boxes();
     }
     let repeated_flags = repeated_flags(&cli);
+    let mut command = cli.command;
+    check_accounts(&cli.org, &mut command)?;
+    if cli.external_id.is_some()
+        && cli.role_arn.is_none()
+        && !(cli.org.org || cli.org.accounts_file.is_some())
+    {
+        return Err(UsageError(
+            "--external-id goes with the role it is for: --role-arn, or the roles of --org or \
+             --accounts-file"
+                .into(),
+        )
+        .into());
+    }
     let aws_args = AwsArgs {
         profile: cli.profile,
         region: cli.region,
@@ -310,7 +346,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         external_id: cli.external_id,
     };
     // `demo` keeps its plans in a scratch folder of its own.
-    let plans = match cli.command {
+    let plans = match command {
         Command::Demo(_) => PlanStore::new(cli.plans_dir),
         _ => open_plans(cli.plans_dir, &aws_args, cli.lease.as_secs()).await?,
     };
@@ -330,10 +366,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         quiet: cli.quiet,
         notify,
         plan_notify: plan_notify(&cli.notify),
+        deadline: cli.deadline,
+        account_flags: std::sync::OnceLock::new(),
+        org: cli.org,
         pacing,
         aws: tokio::sync::OnceCell::new(),
     };
-    match cli.command {
+    match command {
         Command::Plan(args) => plan::execute(&context, args).await,
         Command::Run(args) => run::execute(&context, args).await,
         Command::Status(args) => status::execute(&context, args).await,
@@ -346,6 +385,66 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<Status> {
         Command::Completions(args) => completions::execute(args),
         Command::Man(args) => man::execute(args),
         Command::Schema(_) => schema::execute(),
+    }
+}
+
+/// Where the account flags apply: `--org` / `--accounts-file` with
+/// `plan --all`, `run --all`, `status`; a single `--account` (the folder to
+/// read) with `status`, `show`, `unlock`. Anything else is a usage error.
+fn check_accounts(org: &crate::cli::OrgArgs, command: &mut Command) -> Result<(), UsageError> {
+    let many = org.org || org.accounts_file.is_some();
+    let usage = |text: &str| Err(UsageError(text.to_string()));
+    if org.role_name.is_some() && !org.org {
+        return usage("--role-name names the role --org assumes in each account; add --org");
+    }
+    if !many && !org.exclude_account.is_empty() {
+        return usage(
+            "--exclude-account leaves accounts out of --org or --accounts-file; give one of those",
+        );
+    }
+    let single = |command: &str| -> Result<Option<String>, UsageError> {
+        match org.accounts.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            _ => Err(UsageError(format!(
+                "`{command}` reads one account folder: give one --account (several go with \
+                 --org or --accounts-file)"
+            ))),
+        }
+    };
+    match command {
+        Command::Plan(args) if many && !args.all => {
+            usage("--org and --accounts-file go with `plan --all`")
+        }
+        Command::Run(args) if many && !args.all => {
+            usage("--org and --accounts-file go with `run --all`")
+        }
+        Command::Plan(_) | Command::Run(_) if !many && !org.accounts.is_empty() => usage(
+            "--account chooses among the accounts of --org or --accounts-file; give one of those \
+             (or --role-arn for one other account)",
+        ),
+        Command::Plan(_) | Command::Run(_) => Ok(()),
+        Command::Status(args) if !many => {
+            args.account = single("status")?;
+            if args.account.is_some() && args.all_accounts {
+                return usage("--account and --all-accounts: give one of them");
+            }
+            Ok(())
+        }
+        Command::Status(_) | Command::Report(_) if many => Ok(()),
+        Command::Show(args) if !many => {
+            args.account = single("show")?;
+            Ok(())
+        }
+        Command::Unlock(args) if !many => {
+            args.account = single("unlock")?;
+            Ok(())
+        }
+        _ if many || !org.accounts.is_empty() => usage(
+            "--org, --accounts-file and --account go with plan --all, run --all, status, report, \
+             show and unlock",
+        ),
+        _ => Ok(()),
     }
 }
 

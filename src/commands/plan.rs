@@ -23,11 +23,23 @@ pub async fn execute(context: &Context, args: PlanArgs) -> anyhow::Result<Status
     // planned; the placeholders are filled with stand-ins for the check.
     crate::deliver::Destination::resolve(delivery, "user", "123456789012")
         .map_err(|e| UsageError(format!("--deliver: {e}")))?;
+    if let Some(accounts) = super::accounts::selected(context, &context.org).await? {
+        let (args_ref, policy) = (&args, &policy);
+        let every = move |iam: crate::aws::AwsIam, caller: crate::iam::Caller| async move {
+            let stamp = Stamp::new(context.clock.as_ref(), &caller);
+            plan_all(context, &iam, args_ref, policy, delivery, &caller, &stamp).await
+        };
+        return super::accounts::plan_each(context, accounts, every).await;
+    }
     let iam = context.iam().await;
     let caller = context.caller().await?;
     let stamp = Stamp::new(context.clock.as_ref(), &caller);
     if args.all {
-        return plan_all(context, &args, &policy, delivery, &caller, &stamp).await;
+        let document = plan_all(context, iam, &args, &policy, delivery, &caller, &stamp).await?;
+        if context.json() {
+            output::json(&document)?;
+        }
+        return Ok(Status::Success);
     }
     let mut rows = Vec::new();
     let mut status = Status::Success;
@@ -81,15 +93,17 @@ struct PlanAllSummary<'a> {
 /// `plan --all`: every user of the account (under `--path-prefix`), except
 /// `--exclude`d ones. Users that cannot be planned as they are (two keys,
 /// only an inactive key) need triage: listed, not planned, not an error.
+/// Text goes out as it comes; the JSON summary is returned, for the caller
+/// to print (one document, also over several accounts).
 async fn plan_all(
     context: &Context,
+    iam: &dyn Iam,
     args: &PlanArgs,
     policy: &crate::rotation::policy::Policy,
     delivery: &str,
     caller: &crate::iam::Caller,
     stamp: &Stamp,
-) -> anyhow::Result<Status> {
-    let iam = context.iam().await;
+) -> anyhow::Result<serde_json::Value> {
     let mut users = iam
         .list_users(args.path_prefix.as_deref())
         .await
@@ -120,9 +134,9 @@ async fn plan_all(
         needs_triage: group(|p| matches!(p, Planned::Refused { .. })),
         excluded: excluded.iter().map(String::as_str).collect(),
     };
+    let document = serde_json::to_value(&summary)?;
     if context.json() {
-        output::json(&summary)?;
-        return Ok(Status::Success);
+        return Ok(document);
     }
     for row in &rows {
         // One line per user planned or needing a person; the skipped ones
@@ -153,7 +167,7 @@ async fn plan_all(
         text.push_str("\n  next: `iam-rotate run --all` creates the second keys");
     }
     output::line(text);
-    Ok(Status::Success)
+    Ok(document)
 }
 
 fn counts_text(rows: &[PlanAllRow]) -> String {

@@ -30,12 +30,40 @@ pub use crate::fleet::run::{NotRun, RunResult};
 pub fn status_of(result: &RunResult) -> Status {
     match result {
         RunResult::Report(report) => status_of_outcome(&report.outcome),
-        RunResult::Other { .. } if result.category() == Category::Failed => Status::Failed,
+        // Left undone, by an error or by a stop (deadline, signal): exit 1.
+        RunResult::Other { .. }
+            if matches!(result.category(), Category::Failed | Category::NotRun) =>
+        {
+            Status::Failed
+        }
         RunResult::Other { .. } => Status::Success,
     }
 }
 
 pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status> {
+    let stop = fleet::Stop::new();
+    stop.watch(
+        context
+            .deadline
+            .map(|d| (std::time::Duration::from_secs(d.as_secs()), d.to_string())),
+    );
+    let batch = fleet::Batch {
+        concurrency: usize::from(args.concurrency),
+        stop,
+        grace: fleet::stop::GRACE,
+    };
+    let many_accounts = context.org.org || context.org.accounts_file.is_some();
+    if many_accounts && !context.plans.root_exists() {
+        anyhow::bail!(
+            "the plans folder {} does not exist. Pass --plans-dir (or set IAM_ROTATE_PLANS_DIR) \
+             to the folder that holds your plans, or create plans with `iam-rotate plan --all \
+             --org`",
+            context.plans.root().display()
+        );
+    }
+    if let Some(accounts) = super::accounts::selected(context, &context.org).await? {
+        return execute_org(context, &args, &accounts, &batch).await;
+    }
     let caller = context.caller().await?;
     let paths: Vec<PathBuf> = if args.all {
         context.plans.sweep_temporaries(&caller.account);
@@ -57,6 +85,7 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
             caller.account
         ));
     }
+    let run_batch = batch;
     let batch = args.all || paths.len() > 1;
     let fleet = Fleet {
         iam: Arc::new(context.iam().await.clone()),
@@ -71,24 +100,54 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
         retry_blocked: args.retry_blocked,
     };
     let mut progress = Progress::new(context, paths.len(), batch);
-    let results = fleet::run_all(
-        &fleet,
-        paths,
-        options,
-        usize::from(args.concurrency),
-        &mut progress,
-    )
-    .await;
+    let results = fleet::run_all_until(&fleet, paths, options, &run_batch, &mut progress).await;
     progress.clear();
+    finish(context, batch, &results, None)
+}
+
+/// `run --all --org` / `--accounts-file`: the same document, its results
+/// from every account, and each account's outcome.
+async fn execute_org(
+    context: &Context,
+    args: &RunArgs,
+    accounts: &[crate::fleet::org::Account],
+    batch: &fleet::Batch,
+) -> anyhow::Result<Status> {
+    let options = RunOptions {
+        dry_run: args.dry_run,
+        retry_blocked: args.retry_blocked,
+    };
+    let total = accounts
+        .iter()
+        .map(|a| context.plans.list(&a.id).map_or(0, |p| p.len()))
+        .sum();
+    let mut progress = Progress::new(context, total, true);
+    let (results, outcomes) =
+        super::accounts::run_each(context, accounts, options, batch, &mut progress).await;
+    progress.clear();
+    let status = finish(context, true, &results, Some(&outcomes))?;
+    super::accounts::say_outcomes(context, &outcomes);
+    Ok(status.and(super::accounts::status_of_accounts(&outcomes)))
+}
+
+/// Prints a batch's results (one JSON document, or the summary) and
+/// returns the exit status they ask for.
+fn finish(
+    context: &Context,
+    batch: bool,
+    results: &[RunResult],
+    accounts: Option<&[crate::fleet::org::AccountOutcome]>,
+) -> anyhow::Result<Status> {
     let status = results
         .iter()
         .fold(Status::Success, |s, r| s.and(status_of(r)));
-    let summary = Summary::of(&results);
+    let summary = Summary::of(results);
     if context.json() {
         let views: Vec<ResultView> = results.iter().map(|r| ResultView::of(context, r)).collect();
         output::json(&RunDocument {
             summary: SummaryView::of(&summary, &views),
             results: views,
+            accounts,
         })?;
     }
     if batch && !results.is_empty() {
@@ -107,6 +166,9 @@ pub async fn execute(context: &Context, args: RunArgs) -> anyhow::Result<Status>
 struct RunDocument<'a> {
     results: Vec<ResultView<'a>>,
     summary: SummaryView,
+    /// With --org / --accounts-file: how each account fared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounts: Option<&'a [crate::fleet::org::AccountOutcome]>,
 }
 
 /// One plan's result, with the same fields whatever its outcome.
@@ -117,7 +179,7 @@ pub struct ResultView<'a> {
     /// The plan's phase after the run (null when the plan could not be read).
     pub phase: Option<Phase>,
     /// `finished`, `waiting`, `blocked`, `wrong_account`, `would_act`,
-    /// `failed` or `skipped`.
+    /// `failed`, `skipped` or `not_run` (a stopped batch never started it).
     pub state: &'static str,
     /// What this run did, in order.
     pub actions: &'a [RunAction],
@@ -177,7 +239,7 @@ impl<'a> ResultView<'a> {
                     overdue: r.overdue.is_some(),
                     overdue_reason: r.overdue.as_ref().map(|o| o.what.clone()),
                     next_command: r.next.map(|next| {
-                        super::command_line(&context.repeated_flags, next.words(), &r.user)
+                        super::command_line(&context.flags_for(&r.account), next.words(), &r.user)
                     }),
                     path: &r.path,
                 }
@@ -200,6 +262,7 @@ impl<'a> ResultView<'a> {
                     state: match state {
                         NotRun::Failed => "failed",
                         NotRun::Skipped => "skipped",
+                        NotRun::Stopped => "not_run",
                     },
                     actions,
                     would: None,
@@ -258,6 +321,7 @@ fn category_key(category: Category) -> &'static str {
         Category::Failed => "failed",
         Category::Skipped => "skipped",
         Category::DryRun => "dry_run",
+        Category::NotRun => "not_run",
     }
 }
 
@@ -287,21 +351,22 @@ fn worth_saying_quietly(result: &RunResult) -> bool {
 
 /// What a person watching a batch sees: bars on a terminal, plain lines
 /// otherwise.
-struct Progress {
+struct Progress<'c> {
     /// Set only when stderr is a terminal (and not `-q`).
     bars: Option<BatchBars>,
     json: bool,
     quiet: bool,
     now: DateTime<Utc>,
-    /// The global flags a printed next command repeats.
-    flags: Vec<String>,
+    /// For the global flags a printed next command repeats, per account
+    /// ([`Context::flags_for`]).
+    context: &'c Context,
     total: usize,
     done: usize,
     counts: HashMap<Category, usize>,
 }
 
-impl Progress {
-    fn new(context: &Context, total: usize, batch: bool) -> Self {
+impl<'c> Progress<'c> {
+    fn new(context: &'c Context, total: usize, batch: bool) -> Self {
         let bars = (batch && !context.quiet)
             .then(|| BatchBars::new(total))
             .flatten();
@@ -310,7 +375,7 @@ impl Progress {
             json: context.json(),
             quiet: context.quiet,
             now: context.clock.now(),
-            flags: context.repeated_flags.clone(),
+            context,
             total,
             done: 0,
             counts: HashMap::new(),
@@ -325,7 +390,7 @@ impl Progress {
     }
 }
 
-impl RunProgress for Progress {
+impl RunProgress for Progress<'_> {
     fn started(&mut self, user: &str) {
         if let Some(bars) = &mut self.bars {
             bars.started(user);
@@ -337,7 +402,13 @@ impl RunProgress for Progress {
         let category = result.category();
         *self.counts.entry(category).or_default() += 1;
         let say = !self.json && (!self.quiet || worth_saying_quietly(result));
-        let text = say.then(|| format_result(result, self.now, &self.flags));
+        let text = say.then(|| {
+            let account = match result {
+                RunResult::Report(r) => r.account.clone(),
+                RunResult::Other { path, .. } => account_of_path(path),
+            };
+            format_result(result, self.now, &self.context.flags_for(&account))
+        });
         match &mut self.bars {
             Some(bars) => bars.finished(result.user(), counts_text(&self.counts), text),
             None => {
@@ -355,6 +426,14 @@ impl RunProgress for Progress {
             }
         }
     }
+}
+
+/// The account folder a plan path sits in.
+fn account_of_path(path: &Path) -> String {
+    path.parent()
+        .and_then(|dir| dir.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn counts_text(counts: &HashMap<Category, usize>) -> String {
@@ -409,6 +488,9 @@ pub fn summary_text(summary: &Summary) -> String {
     }
     if summary.count(Category::WrongAccount) > 0 {
         text.push_str("\n  plans of another account were not touched; run them with credentials for their account (--profile or --role-arn)");
+    }
+    if summary.count(Category::NotRun) > 0 {
+        text.push_str("\n  plans not run were left as they were; run again to carry on");
     }
     if summary.count(Category::Failed) > 0 {
         text.push_str("\n  failed plans keep the error (`last error` in `iam-rotate status`); run them again once it is fixed");

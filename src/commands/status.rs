@@ -86,6 +86,23 @@ enum Row {
 
 /// The plan files the arguments name.
 async fn select(context: &Context, args: &StatusArgs) -> anyhow::Result<Vec<PathBuf>> {
+    // --org / --accounts-file: the folders of those accounts (read with the
+    // runner's own access to the plans; no role is assumed).
+    if let Some(accounts) = super::accounts::selected(context, &context.org).await? {
+        if !args.users.is_empty() || args.all_accounts {
+            return Err(crate::error::UsageError(
+                "with --org or --accounts-file, status reads every plan of those accounts; \
+                 drop the user names and --all-accounts"
+                    .into(),
+            )
+            .into());
+        }
+        let mut paths = Vec::new();
+        for account in accounts {
+            paths.extend(context.plans.list(&account.id)?);
+        }
+        return Ok(paths);
+    }
     let need_account = args.users.iter().any(|u| !is_plan_path(u))
         || (args.users.is_empty() && !args.all_accounts);
     let account = if need_account {
@@ -148,7 +165,7 @@ pub async fn execute(context: &Context, args: StatusArgs) -> anyhow::Result<Stat
         });
         return Ok(status);
     }
-    let with_account = args.all_accounts;
+    let with_account = args.all_accounts || context.org.org || context.org.accounts_file.is_some();
     let table_rows = rows
         .iter()
         .map(|row| match row {

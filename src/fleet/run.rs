@@ -28,6 +28,8 @@ use crate::notify::{self, Notifier};
 use crate::plan::store::Busy;
 use crate::plan::PlanStore;
 
+use super::stop::{Stop, GRACE};
+
 /// One plan's line in the result: a report, or why there is none.
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
@@ -49,6 +51,7 @@ impl std::fmt::Display for NotRun {
         f.write_str(match self {
             NotRun::Failed => "failed",
             NotRun::Skipped => "skipped",
+            NotRun::Stopped => "not run",
         })
     }
 }
@@ -61,6 +64,8 @@ pub enum NotRun {
     Failed,
     /// Left alone (locked by another process).
     Skipped,
+    /// Not started: the batch stopped first (deadline or signal).
+    Stopped,
 }
 
 impl RunResult {
@@ -78,6 +83,10 @@ impl RunResult {
                 state: NotRun::Failed,
                 ..
             } => Category::Failed,
+            RunResult::Other {
+                state: NotRun::Stopped,
+                ..
+            } => Category::NotRun,
             RunResult::Other { .. } => Category::Skipped,
             RunResult::Report(r) => match &r.outcome {
                 Outcome::Blocked { .. } => Category::Blocked,
@@ -112,10 +121,12 @@ pub enum Category {
     Skipped,
     /// `--dry-run`: would act.
     DryRun,
+    /// Not started: the batch stopped first (`--deadline`, a signal).
+    NotRun,
 }
 
 impl Category {
-    pub const ALL: [Category; 8] = [
+    pub const ALL: [Category; 9] = [
         Category::Advanced,
         Category::Waiting,
         Category::Finished,
@@ -124,6 +135,7 @@ impl Category {
         Category::Failed,
         Category::Skipped,
         Category::DryRun,
+        Category::NotRun,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -136,6 +148,7 @@ impl Category {
             Category::Failed => "failed",
             Category::Skipped => "skipped",
             Category::DryRun => "would act (dry run)",
+            Category::NotRun => "not run",
         }
     }
 }
@@ -218,14 +231,46 @@ pub async fn run_all(
     concurrency: usize,
     progress: &mut dyn RunProgress,
 ) -> Vec<RunResult> {
-    let concurrency = concurrency.max(1);
+    let batch = Batch {
+        concurrency,
+        stop: Stop::new(),
+        grace: GRACE,
+    };
+    run_all_until(fleet, paths, options, &batch, progress).await
+}
+
+/// How a batch runs: plans at once, and what stops it early.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub concurrency: usize,
+    pub stop: Stop,
+    /// How long plans in flight may go on after a stop.
+    pub grace: std::time::Duration,
+}
+
+/// [`run_all`] that takes no new plan once `batch.stop` is asked for,
+/// cancels plans still in flight `batch.grace` later (dropping, and so
+/// releasing, their locks), and reports the plans never started as
+/// [`NotRun::Stopped`].
+pub async fn run_all_until(
+    fleet: &Fleet,
+    paths: Vec<PathBuf>,
+    options: RunOptions,
+    batch: &Batch,
+    progress: &mut dyn RunProgress,
+) -> Vec<RunResult> {
+    let stop = &batch.stop;
+    let cancel = stop.cancel_in_flight(batch.grace);
+    tokio::pin!(cancel);
+    let mut cancelled = false;
+    let concurrency = batch.concurrency.max(1);
     let mut results: Vec<Option<RunResult>> = vec![None; paths.len()];
     let mut pending = paths.iter().cloned().enumerate();
     let mut tasks = JoinSet::new();
     // Which plan a task works on, for a task that panics.
     let mut task_index = HashMap::new();
     loop {
-        while tasks.len() < concurrency {
+        while tasks.len() < concurrency && stop.reason().is_none() {
             let Some((index, path)) = pending.next() else {
                 break;
             };
@@ -237,7 +282,15 @@ pub async fn run_all(
             });
             task_index.insert(handle.id(), index);
         }
-        let Some(joined) = tasks.join_next_with_id().await else {
+        let joined = tokio::select! {
+            joined = tasks.join_next_with_id() => joined,
+            () = &mut cancel, if !cancelled && !tasks.is_empty() => {
+                cancelled = true;
+                tasks.abort_all();
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
         let (id, result) = match joined {
@@ -245,20 +298,42 @@ pub async fn run_all(
             Err(error) => {
                 let index = task_index.get(&error.id()).copied().unwrap_or_default();
                 let path = paths[index].clone();
+                let reason = if error.is_cancelled() {
+                    format!(
+                        "cancelled {}s after the batch stopped ({}); the plan file holds every \
+                         step that completed and its lock was released. Run it again",
+                        batch.grace.as_secs(),
+                        stop.reason().map(|r| r.to_string()).unwrap_or_default()
+                    )
+                } else {
+                    format!(
+                        "iam-rotate failed unexpectedly on this plan ({error}); the plan file \
+                         holds every step that completed. Report this, then run it again."
+                    )
+                };
                 let result = RunResult::Other {
                     user: user_of(&path),
                     path,
                     state: NotRun::Failed,
                     actions: Vec::new(),
-                    reason: format!(
-                        "iam-rotate failed unexpectedly on this plan ({error}); the plan file \
-                         holds every step that completed. Report this, then run it again."
-                    ),
+                    reason,
                 };
                 (error.id(), result)
             }
         };
         let index = task_index.remove(&id).unwrap_or_default();
+        progress.finished(&result);
+        results[index] = Some(result);
+    }
+    for (index, path) in pending {
+        let reason = stop.reason().map(|r| r.to_string()).unwrap_or_default();
+        let result = RunResult::Other {
+            user: user_of(&path),
+            path,
+            state: NotRun::Stopped,
+            actions: Vec::new(),
+            reason: format!("not started: {reason}; nothing was done. Run it again"),
+        };
         progress.finished(&result);
         results[index] = Some(result);
     }

@@ -620,3 +620,57 @@ async fn a_whole_rotation_in_one_run_takes_nine_calls() {
         ]
     );
 }
+
+/// Stops the batch when the first plan finishes, as a deadline or a
+/// signal would at that moment.
+struct StopAfterFirst(crate::fleet::Stop);
+
+impl crate::fleet::RunProgress for StopAfterFirst {
+    fn started(&mut self, _user: &str) {}
+    fn finished(&mut self, _result: &RunResult) {
+        self.0
+            .request(crate::fleet::stop::Reason::Deadline("1m".into()));
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_batch_finishes_plans_in_flight_and_leaves_the_rest_untouched() {
+    let w = World::new().await;
+    for i in 0..10 {
+        w.user(&format!("app{i:02}"), Duration::days(200));
+    }
+    w.plan_all(&Policy::default(), None).await;
+    let batch = crate::fleet::Batch {
+        concurrency: 2,
+        stop: crate::fleet::Stop::new(),
+        grace: std::time::Duration::from_secs(60),
+    };
+    let mut progress = StopAfterFirst(batch.stop.clone());
+    let paths = w.store.list(ACCOUNT).unwrap();
+    let results = crate::fleet::run_all_until(
+        &w.fleet(),
+        paths,
+        RunOptions::default(),
+        &batch,
+        &mut progress,
+    )
+    .await;
+    assert_eq!(results.len(), 10, "every plan has a result, in plan order");
+    let summary = Summary::of(&results);
+    let advanced = summary.count(Category::Advanced);
+    // The first plan, and at most the one in flight beside it.
+    assert!((1..=2).contains(&advanced), "{summary:?}");
+    assert_eq!(summary.count(Category::NotRun), 10 - advanced);
+    for result in &results {
+        let user = result.user();
+        let plan = w.plan(user);
+        match result.category() {
+            Category::NotRun => {
+                assert_eq!(plan.phase, Phase::CreateSecondKey, "{user}");
+                assert!(plan.create_intent_at.is_none(), "{user}");
+                assert_eq!(w.sim.keys(user).len(), 1, "{user}");
+            }
+            _ => assert_eq!(plan.phase, Phase::WaitForAdoption, "{user}"),
+        }
+    }
+}

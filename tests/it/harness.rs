@@ -286,7 +286,7 @@ impl Env {
         self.runtime.block_on(future)
     }
 
-    fn sdk_config(&self, id: &str, secret: &str) -> aws_config::SdkConfig {
+    pub fn sdk_config(&self, id: &str, secret: &str) -> aws_config::SdkConfig {
         aws_config::SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))

@@ -1,0 +1,154 @@
+//! Unattended runs: `--deadline` stops taking plans and leaves the rest
+//! untouched (exit 1), and SIGTERM releases every lease before exiting.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+use crate::moto_env;
+use crate::proxy::Faults;
+
+/// Every AWS answer this late: a plan's first step takes a few seconds.
+fn slow() -> Faults {
+    Faults {
+        delay: 1.0,
+        delay_by: Duration::from_millis(250),
+        ..Faults::default()
+    }
+}
+
+#[test]
+fn a_deadline_leaves_the_plans_not_started_untouched_and_exits_1() {
+    let env = moto_env!();
+    let users: Vec<String> = (0..12).map(|n| format!("svc-{n:02}")).collect();
+    for user in &users {
+        env.user(user, 1);
+    }
+    env.run(&["plan", "--all"]).expect(0);
+    env.proxy.set_faults(slow());
+    let run = env.run(&[
+        "--deadline",
+        "2s",
+        "run",
+        "--all",
+        "--concurrency",
+        "2",
+        "--output",
+        "json",
+    ]);
+    run.expect(1);
+    let document = run.json();
+    let not_run = document["summary"]["counts"]["not_run"].as_u64().unwrap();
+    let advanced = document["summary"]["counts"]["advanced"].as_u64().unwrap();
+    assert!(not_run > 0, "{document}");
+    assert!(advanced > 0, "{document}");
+    assert_eq!(not_run + advanced, 12, "{document}");
+    for result in document["results"].as_array().unwrap() {
+        let user = result["user"].as_str().unwrap();
+        let plan = env.plan_yaml(user);
+        match result["state"].as_str().unwrap() {
+            "not_run" => {
+                assert!(result["reason"].as_str().unwrap().contains("--deadline 2s"));
+                // Untouched: no intent, no key, one key in IAM.
+                assert_eq!(plan["phase"], "create_second_key");
+                assert!(plan["create_intent_at"].is_null(), "{user}");
+                assert_eq!(env.keys(user).len(), 1, "{user}");
+            }
+            _ => {
+                // Finished its step: the new key made and recorded.
+                assert_eq!(plan["phase"], "wait_for_adoption", "{user}");
+                assert_eq!(env.keys(user).len(), 2, "{user}");
+            }
+        }
+    }
+    assert!(run.stderr.contains("not run"), "{}", run.stderr);
+    env.assert_no_secret_leaked(&[]);
+}
+
+#[test]
+fn sigterm_stops_a_run_and_leaves_no_lease_behind() {
+    let env = moto_env!();
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&env.moto.endpoint)
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(
+            "AKIAADMIN00000000000",
+            "x",
+            None,
+            None,
+            "t",
+        ))
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(config);
+    env.block_on(s3.create_bucket().bucket("plans").send())
+        .unwrap();
+    let objects = || -> Vec<String> {
+        let out = env
+            .block_on(s3.list_objects_v2().bucket("plans").send())
+            .unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key.clone())
+            .collect()
+    };
+    for n in 0..10 {
+        env.user(&format!("app-{n}"), 1);
+    }
+    env.run(&["--plans-dir", "s3://plans/p", "plan", "--all"])
+        .expect(0);
+    env.proxy.set_faults(slow());
+    let mut cmd = env.command();
+    cmd.args([
+        "--plans-dir",
+        "s3://plans/p",
+        "run",
+        "--all",
+        "--concurrency",
+        "3",
+        "--output",
+        "json",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let runner = cmd.spawn().unwrap();
+    let start = Instant::now();
+    while !objects().iter().any(|k| k.ends_with(".lock")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no lease was ever taken"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the child this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(runner.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let stopped = Instant::now();
+    let run = env.capture(runner.wait_with_output().unwrap());
+    run.expect(1);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(25),
+        "within the grace"
+    );
+    let leases: Vec<String> = objects()
+        .into_iter()
+        .filter(|k| k.ends_with(".lock"))
+        .collect();
+    assert_eq!(leases, Vec::<String>::new(), "every lease released");
+    let document = run.json();
+    assert!(
+        document["summary"]["counts"]["not_run"].as_u64().unwrap() > 0,
+        "{document}"
+    );
+    for result in document["results"].as_array().unwrap() {
+        if result["state"] == "not_run" {
+            assert!(
+                result["reason"].as_str().unwrap().contains("SIGTERM"),
+                "{result}"
+            );
+        }
+    }
+}
