@@ -230,6 +230,11 @@ fn every_bad_input_is_refused_with_the_fix_and_no_write() {
             replace("verify_period: 7d", "verify_period: 100000000d"),
             &["line ", "verify_period", "3650d"],
         ),
+        bad_plan(
+            "an absurd overdue_after in the plan",
+            replace("overdue_after: 7d", "overdue_after: 100000000d"),
+            &["line ", "overdue_after", "3650d"],
+        ),
         // One bad plan never takes the batch down: anchors, aliases, size.
         bad_plan(
             "a YAML anchor",

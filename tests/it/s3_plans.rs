@@ -17,7 +17,7 @@ use crate::moto_env;
 use crate::proxy::Faults;
 
 const BUCKET: &str = "rotation-plans";
-const PLANS: &str = "s3://rotation-plans/team";
+pub(crate) const PLANS: &str = "s3://rotation-plans/team";
 
 fn plan_key(user: &str) -> String {
     format!("team/{ACCOUNT}/{user}.yaml")
@@ -29,13 +29,13 @@ fn lease_key(user: &str) -> String {
 
 /// S3 straight to moto (not through the proxy), as another runner or an
 /// operator with the AWS CLI would see it.
-struct Bucket<'e> {
+pub(crate) struct Bucket<'e> {
     env: &'e Env,
     client: aws_sdk_s3::Client,
 }
 
 impl<'e> Bucket<'e> {
-    fn create(env: &'e Env) -> Bucket<'e> {
+    pub(crate) fn create(env: &'e Env) -> Bucket<'e> {
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -80,7 +80,7 @@ impl<'e> Bucket<'e> {
             .expect("put object");
     }
 
-    fn keys(&self) -> Vec<String> {
+    pub(crate) fn keys(&self) -> Vec<String> {
         let out = self
             .env
             .block_on(self.client.list_objects_v2().bucket(BUCKET).send())

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use crate::s3_plans::{Bucket, PLANS};
 
 use crate::moto_env;
 use crate::proxy::Faults;
@@ -68,41 +68,17 @@ fn a_deadline_leaves_the_plans_not_started_untouched_and_exits_1() {
 #[test]
 fn sigterm_stops_a_run_and_leaves_no_lease_behind() {
     let env = moto_env!();
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&env.moto.endpoint)
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            "AKIAADMIN00000000000",
-            "x",
-            None,
-            None,
-            "t",
-        ))
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(config);
-    env.block_on(s3.create_bucket().bucket("plans").send())
-        .unwrap();
-    let objects = || -> Vec<String> {
-        let out = env
-            .block_on(s3.list_objects_v2().bucket("plans").send())
-            .unwrap();
-        out.contents()
-            .iter()
-            .filter_map(|o| o.key.clone())
-            .collect()
-    };
+    let bucket = Bucket::create(&env);
+    let objects = || bucket.keys();
     for n in 0..10 {
         env.user(&format!("app-{n}"), 1);
     }
-    env.run(&["--plans-dir", "s3://plans/p", "plan", "--all"])
-        .expect(0);
+    env.run(&["--plans-dir", PLANS, "plan", "--all"]).expect(0);
     env.proxy.set_faults(slow());
     let mut cmd = env.command();
     cmd.args([
         "--plans-dir",
-        "s3://plans/p",
+        PLANS,
         "run",
         "--all",
         "--concurrency",
