@@ -6,13 +6,18 @@
 //! behind, and for a secret destination it holds the secret. Every write
 //! therefore first removes its own destination's leftovers: files named
 //! exactly like its temporaries (`.NAME.XXXXXX.tmp`), owned by the same
-//! user, and old enough that no live write can still be using them.
+//! user, and old enough that no live write can still be using them. A
+//! process reads each folder for leftovers once per [`STALE_TEMP_AGE`], not
+//! once per write: a batch writes a thousand plans into one folder, and
+//! reading that folder for every write would make the batch quadratic.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Temporary files carry this suffix and a leading dot, so that nothing that
 /// lists `*.yaml` ever takes one for a plan.
@@ -96,24 +101,69 @@ fn is_temp_of(name: &str, candidate: &str) -> bool {
         })
 }
 
+/// What one reading of a folder found: the names there shaped like a
+/// temporary of any target, and when it was read.
+struct Leftovers {
+    read_at: Instant,
+    names: Vec<String>,
+}
+
+/// Each folder's [`Leftovers`], read at most once per [`STALE_TEMP_AGE`]
+/// by this process. A write's own temporaries, made after the reading,
+/// are never among them; a crashed process's temporary that is not yet
+/// stale when the folder is read is removed by the next reading or the
+/// next process.
+static LEFTOVERS: Mutex<Option<HashMap<PathBuf, Leftovers>>> = Mutex::new(None);
+
+/// Test builds only: each folder read for leftovers, once per reading.
+#[cfg(test)]
+static FOLDER_READS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// The names in `dir` that start with a dot and end in [`TEMP_SUFFIX`].
+fn read_leftovers(dir: &Path) -> Vec<String> {
+    #[cfg(test)]
+    FOLDER_READS.lock().unwrap().push(dir.to_path_buf());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.starts_with('.') && name.ends_with(TEMP_SUFFIX))
+        .collect()
+}
+
 /// Removes the temporaries of the target `name` in `dir` that a crashed
 /// write left behind: regular files (never a link) owned by `owner`, last
 /// modified more than `older_than` ago. Best effort; returns how many went.
 fn remove_stale_temps(dir: &Path, name: &str, owner: u32, older_than: Duration) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
+    let candidates: Vec<String> = {
+        let mut folders = LEFTOVERS.lock().unwrap_or_else(|e| e.into_inner());
+        let folders = folders.get_or_insert_with(HashMap::new);
+        let leftovers = folders
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| Leftovers {
+                read_at: Instant::now(),
+                names: read_leftovers(dir),
+            });
+        if leftovers.read_at.elapsed() > STALE_TEMP_AGE {
+            leftovers.read_at = Instant::now();
+            leftovers.names = read_leftovers(dir);
+        }
+        leftovers
+            .names
+            .iter()
+            .filter(|candidate| is_temp_of(name, candidate))
+            .cloned()
+            .collect()
     };
     let mut removed = 0;
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(file_name) = file_name.to_str() else {
-            continue;
-        };
-        if !is_temp_of(name, file_name) {
-            continue;
-        }
-        // DirEntry::metadata does not follow a symbolic link.
-        let Ok(meta) = entry.metadata() else {
+    for candidate in candidates {
+        let path = dir.join(&candidate);
+        // Looked at again now, without following a symbolic link: the
+        // folder may have changed since it was read.
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            forget_leftover(dir, &candidate);
             continue;
         };
         let stale = meta
@@ -122,19 +172,25 @@ fn remove_stale_temps(dir: &Path, name: &str, owner: u32, older_than: Duration) 
             .and_then(|m| m.elapsed().ok())
             .is_some_and(|age| age > older_than);
         if meta.file_type().is_file() && meta.uid() == owner && stale {
-            match fs::remove_file(entry.path()) {
+            match fs::remove_file(&path) {
                 Ok(()) => {
                     removed += 1;
-                    tracing::debug!(
-                        "removed {}, left by a crashed write",
-                        entry.path().display()
-                    );
+                    forget_leftover(dir, &candidate);
+                    tracing::debug!("removed {}, left by a crashed write", path.display());
                 }
-                Err(e) => tracing::debug!("cannot remove {}: {e}", entry.path().display()),
+                Err(e) => tracing::debug!("cannot remove {}: {e}", path.display()),
             }
         }
     }
     removed
+}
+
+/// Drops `name` from the leftovers known in `dir`: it is gone.
+fn forget_leftover(dir: &Path, name: &str) {
+    let mut folders = LEFTOVERS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(leftovers) = folders.as_mut().and_then(|f| f.get_mut(dir)) {
+        leftovers.names.retain(|n| n != name);
+    }
 }
 
 /// Flushes a folder's entries (a rename or a new file) to disk.
@@ -309,6 +365,33 @@ mod tests {
         assert!(d.join(".alice.csv.Lnk000.tmp").symlink_metadata().is_ok());
         assert!(d.join(".alice.csv.Dir000.tmp").is_dir());
         assert_eq!(fs::read_to_string(d.join("alice.csv")).unwrap(), "new");
+    }
+
+    /// A batch writes many targets into one folder: the folder is read for
+    /// leftovers once, not once per write, and a leftover found in that
+    /// reading is still removed by its own target's write later.
+    #[test]
+    fn a_folder_is_read_for_leftovers_once_for_many_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let stale = d.join(".user-099.yaml.Ab3dE9.tmp");
+        fs::write(&stale, "left over").unwrap();
+        age(&stale, STALE_TEMP_AGE + Duration::from_secs(60));
+        for i in 0..100 {
+            let target = d.join(format!("user-{i:03}.yaml"));
+            write(&target, b"one", 0o644).unwrap();
+            write(&target, b"two", 0o644).unwrap();
+            assert_eq!(stale.exists(), i < 99, "after user-{i:03}");
+        }
+        let reads = FOLDER_READS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|f| *f == d)
+            .count();
+        assert_eq!(reads, 1, "readings of the folder for 200 writes into it");
+        let names: Vec<_> = fs::read_dir(d).unwrap().collect();
+        assert_eq!(names.len(), 100);
     }
 
     #[test]
