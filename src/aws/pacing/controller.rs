@@ -7,20 +7,24 @@
 //! the rate at which IAM last throttled (the *ceiling*):
 //! - Until IAM throttles, requests are not paced at all (or only by the
 //!   `--max-rps` cap).
-//! - The first slow-down sets the ceiling to the requests IAM accepted in
-//!   the last second: once IAM throttles, that is what it lets through.
+//! - The first slow-down sets the ceiling to the rate IAM's token bucket
+//!   refills at, as far as the requests IAM accepted tell
+//!   ([`first_ceiling`]): once IAM throttles, that is what it lets through.
 //!   Later throttles, when the rate is at or above the ceiling, set it to
-//!   the accepted rate again (or the paced rate, if lower); below the
-//!   ceiling they lower it by at most [`Settings::ceiling_cut`], so that a
-//!   few throttles that are not about the rate (IAM has bad seconds too)
-//!   do not spiral the rate down.
+//!   the requests accepted in the last second (or the paced rate, if
+//!   lower); below the ceiling they lower it by at most
+//!   [`Settings::ceiling_cut`], so that a few throttles that are not about
+//!   the rate (IAM has bad seconds too) do not spiral the rate down.
 //! - A throttle lowers the rate to [`Settings::decrease`] times the ceiling
-//!   (or the rate, if lower), at most once per [`Settings::hold`], and never
-//!   for a request sent before the last decrease: those answers were already
-//!   on their way. A lone throttle is retried but changes nothing: it takes
-//!   [`Settings::throttles_to_slow_down`] within a second. Past a rate limit
-//!   the throttles come in a run; a throttle now and then that is not about
-//!   the rate would otherwise bring the rate down step by step to the floor.
+//!   (or the rate, if lower), never for a request sent before the last
+//!   decrease: those answers were already on their way. A lone throttle is
+//!   retried but changes nothing: it takes
+//!   [`Settings::throttles_to_slow_down`] within a second, of requests sent
+//!   since the last decrease. Past a rate limit the throttles come in a run;
+//!   a throttle now and then that is not about the rate would otherwise
+//!   bring the rate down step by step to the floor. Two throttles of
+//!   requests sent at the new rate say it is still too fast, and lower it
+//!   again at once.
 //! - Each request that had to wait for its turn and succeeded raises the
 //!   rate: quickly back to the ceiling ([`Settings::recover`] of the ceiling
 //!   per second), then slowly beyond it ([`Settings::probe`] per second,
@@ -51,8 +55,6 @@ pub struct Settings {
     pub probe: f64,
     /// ... doubling after each such period without a throttle.
     pub probe_doubling: std::time::Duration,
-    /// At most one decrease per this long.
-    pub hold: std::time::Duration,
     /// Never slower than this many requests per second.
     pub min_rate: f64,
     /// Throttles within one second that it takes to slow down.
@@ -67,7 +69,6 @@ impl Default for Settings {
             recover: 0.2,
             probe: 0.01,
             probe_doubling: std::time::Duration::from_secs(5),
-            hold: std::time::Duration::from_secs(1),
             min_rate: 1.0,
             throttles_to_slow_down: 2,
         }
@@ -98,8 +99,8 @@ impl Turn {
 pub enum Reaction {
     /// The rate was lowered to this many requests per second.
     Decreased(f64),
-    /// Nothing changed: a lone throttle, or already lowered for this
-    /// (within the hold, or the request was sent before the last decrease).
+    /// Nothing changed: a lone throttle, or already lowered for this (the
+    /// request was sent before the last decrease).
     Held,
 }
 
@@ -123,11 +124,14 @@ pub struct RateController {
     rate: Option<f64>,
     ceiling: Option<f64>,
     next_turn: Option<DateTime<Utc>>,
+    /// The turn of the first request: how long IAM's burst has been drawn on.
+    first_turn: Option<DateTime<Utc>>,
     last_decrease: Option<DateTime<Utc>>,
     /// When each request accepted within [`WINDOW`] was answered.
     accepted: VecDeque<DateTime<Utc>>,
-    /// When each request throttled within [`WINDOW`] was answered.
-    throttles: VecDeque<DateTime<Utc>>,
+    /// Each request throttled within [`WINDOW`]: when it was answered, and
+    /// its turn (when it was sent).
+    throttles: VecDeque<(DateTime<Utc>, DateTime<Utc>)>,
     counts: Counts,
 }
 
@@ -144,6 +148,7 @@ impl RateController {
             rate: None,
             ceiling: None,
             next_turn: None,
+            first_turn: None,
             last_decrease: None,
             accepted: VecDeque::new(),
             throttles: VecDeque::new(),
@@ -177,6 +182,7 @@ impl RateController {
     /// the turn before it (and never before now).
     pub fn turn(&mut self, now: DateTime<Utc>) -> Turn {
         self.counts.sent += 1;
+        self.first_turn.get_or_insert(now);
         let Some(rate) = self.rate() else {
             return Turn {
                 at: now,
@@ -222,23 +228,35 @@ impl RateController {
         if !self.adaptive {
             return Reaction::Held;
         }
-        self.throttles.push_back(now);
+        self.throttles.push_back((now, turn.at));
         self.forget_before(now);
-        if self.throttles.len() < self.settings.throttles_to_slow_down {
+        let last = self.last_decrease;
+        if last.is_some_and(|last| turn.at < last) {
             return Reaction::Held;
         }
-        if let Some(last) = self.last_decrease {
-            if turn.at < last || now - last < seconds(self.settings.hold) {
-                return Reaction::Held;
-            }
+        let since_last = self
+            .throttles
+            .iter()
+            .filter(|(_, sent)| last.is_none_or(|last| *sent >= last))
+            .count();
+        if since_last < self.settings.throttles_to_slow_down {
+            return Reaction::Held;
         }
-        self.forget_before(now);
         let accepted = self.accepted.len() as f64;
         let min = self.settings.min_rate;
         let (from, ceiling) = match (self.rate, self.ceiling) {
             // The first throttle: what IAM let through is the measure.
             (None, _) | (_, None) => {
-                let ceiling = self.cap.map_or(accepted, |cap| accepted.min(cap)).max(min);
+                let drawn = self.first_turn.map_or(0.0, |first| {
+                    (now - first).to_std().unwrap_or_default().as_secs_f64()
+                });
+                let ages: Vec<f64> = self
+                    .accepted
+                    .iter()
+                    .map(|t| (now - *t).to_std().unwrap_or_default().as_secs_f64())
+                    .collect();
+                let refill = first_ceiling(&ages, drawn);
+                let ceiling = self.cap.map_or(refill, |cap| refill.min(cap)).max(min);
                 (ceiling, ceiling)
             }
             // Probing beyond the ceiling: what IAM accepted is the new one.
@@ -254,10 +272,42 @@ impl RateController {
 
     fn forget_before(&mut self, now: DateTime<Utc>) {
         let horizon = now - seconds(WINDOW);
-        for times in [&mut self.accepted, &mut self.throttles] {
-            while times.front().is_some_and(|t| *t <= horizon) {
-                times.pop_front();
-            }
+        while self.accepted.front().is_some_and(|t| *t <= horizon) {
+            self.accepted.pop_front();
+        }
+        while self.throttles.front().is_some_and(|(t, _)| *t <= horizon) {
+            self.throttles.pop_front();
         }
     }
+}
+
+/// The rate IAM's token bucket refills at, judged at the first throttle
+/// from the requests IAM accepted in the last second (`ages`: how long ago
+/// each was answered, oldest first), `drawn` seconds after the first
+/// request.
+///
+/// Until that throttle, the requests drew on the bucket's burst as well as
+/// on its refill, so what IAM accepted overstates the rate it can keep up:
+/// at the start of a run, by a full bucket. IAM does not publish its
+/// bucket; this assumes it holds one second of requests, as token buckets
+/// commonly do. The bucket is empty now (it throttled), so the requests
+/// accepted since any moment t within the first second cannot exceed one
+/// second's worth plus what it refilled since t: R ≥ n(t) / (1 + (now − t)),
+/// and the largest such bound is the estimate. That holds however the
+/// requests were spread (a run's first request, say, then a pause while it
+/// reads its plans, then the batch). A run first throttled after many
+/// seconds is judged as sending at a steady pace since its first request:
+/// a bucket that held one second of requests then, and is empty `drawn`
+/// seconds later, let through R(1 + 1/drawn) in the last second. Where the
+/// assumption is wrong, the throttles that follow (too fast) or the
+/// recovery (too slow) correct the rate within seconds.
+pub fn first_ceiling(ages: &[f64], drawn: f64) -> f64 {
+    let accepted = ages.len() as f64;
+    if drawn > 1.0 {
+        return accepted / (1.0 + 1.0 / drawn);
+    }
+    ages.iter()
+        .enumerate()
+        .map(|(i, age)| (accepted - i as f64) / (1.0 + age.max(0.0)))
+        .fold(0.0, f64::max)
 }

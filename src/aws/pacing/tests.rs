@@ -89,24 +89,73 @@ fn a_quiet_spell_gives_no_burst_afterwards() {
 fn the_first_throttle_paces_just_under_what_iam_accepted_in_the_last_second() {
     let clock = ManualClock::new(start());
     let mut controller = adaptive(None);
-    // 20 accepted within the last second (a burst), then a throttle.
-    for _ in 0..20 {
-        clock.advance(millis(10));
+    // Requests at 20 a second for two minutes, all accepted, then
+    // throttled: the last second's 20 are the measure (the burst the run
+    // began with is long spent).
+    for _ in 0..2400 {
         let turn = controller.turn(clock.now());
         controller.accepted(&turn, clock.now());
+        clock.advance(millis(50));
     }
-    clock.advance(millis(700));
     let reaction = throttle_twice(&mut controller, &clock);
-    assert_eq!(reaction, Reaction::Decreased(18.0));
-    assert_eq!(controller.ceiling(), Some(20.0));
-    // The next requests go 1/18 s apart.
+    let Reaction::Decreased(rate) = reaction else {
+        panic!("{reaction:?}")
+    };
+    let ceiling = controller.ceiling().unwrap();
+    // The 19 answered within the last second (the 20th is a second old),
+    // less the burst's share of them (1/120 s).
+    assert_eq!(ceiling, 19.0 / (1.0 + 1.0 / 120.0));
+    assert!((rate - 0.9 * ceiling).abs() < 1e-9, "{rate}");
+    // The next requests go 1/rate s apart.
     let first = controller.turn(clock.now());
     let second = controller.turn(clock.now());
-    assert_eq!(
-        second.at - first.at,
-        chrono::Duration::nanoseconds(55_555_556)
-    );
+    let gap = (second.at - first.at).num_nanoseconds().unwrap() as f64 / 1e9;
+    assert!((gap - 1.0 / rate).abs() < 1e-6, "{gap}");
     assert!(second.waited);
+}
+
+/// At a run's start the requests drew on IAM's burst too: what IAM
+/// accepted before its first throttle overstates its rate by the burst.
+#[test]
+fn the_first_throttle_of_a_run_discounts_the_burst_it_drew_on() {
+    for (drawn_ms, accepted, refill) in [(400, 70, 50.0), (125, 56, 49.8), (2000, 75, 50.0)] {
+        let clock = ManualClock::new(start());
+        let mut controller = adaptive(None);
+        // `accepted` requests evenly over the last second (or since the
+        // first request, if that is sooner), the first `drawn_ms` ago.
+        let first = controller.turn(clock.now());
+        controller.accepted(&first, clock.now());
+        let window = drawn_ms.min(1000);
+        clock.advance(millis(drawn_ms - window));
+        for i in 1..accepted {
+            clock.set(start() + millis(drawn_ms - window + window * i / (accepted - 1)));
+            let turn = controller.turn(clock.now());
+            controller.accepted(&turn, clock.now());
+        }
+        throttle_twice(&mut controller, &clock);
+        let ceiling = controller.ceiling().unwrap();
+        assert!(
+            (ceiling - refill).abs() < 1.0,
+            "{accepted} accepted in the {drawn_ms} ms since the first: ceiling {ceiling}"
+        );
+    }
+    let ages = |n: usize, oldest: f64| -> Vec<f64> {
+        (0..n)
+            .map(|i| oldest * (n - 1 - i) as f64 / (n - 1) as f64)
+            .collect()
+    };
+    // 70 evenly over the 0.4 s since the first request: 50 a second.
+    assert!((controller::first_ceiling(&ages(70, 0.4), 0.4) - 50.0).abs() < 1e-9);
+    // All at once: the burst alone.
+    assert_eq!(controller::first_ceiling(&[0.0; 30], 0.0), 30.0);
+    // A run's first request, a pause of 0.3 s, then 21 in 0.1 s: the 21.
+    let mut paused = vec![0.4];
+    paused.extend(ages(21, 0.1));
+    let ceiling = controller::first_ceiling(&paused, 0.4);
+    assert!((ceiling - 21.0 / 1.1).abs() < 1e-9, "{ceiling}");
+    // Throttled first after a minute at 30 a second.
+    let ceiling = controller::first_ceiling(&ages(30, 1.0), 60.0);
+    assert_eq!(ceiling, 30.0 / (1.0 + 1.0 / 60.0));
 }
 
 #[test]
@@ -123,23 +172,63 @@ fn answers_to_requests_sent_before_a_decrease_do_not_decrease_again() {
         .collect();
     // The first alone changes nothing; the second slows down; the rest
     // were sent before that.
+    // Ten accepted in the 5 ms since the first request: the burst.
+    let ceiling = controller::first_ceiling(&[0.005; 10], 0.005);
     assert_eq!(reactions[0], Reaction::Held);
-    assert_eq!(reactions[1], Reaction::Decreased(9.0));
+    assert_eq!(reactions[1], Reaction::Decreased(0.9 * ceiling));
     assert!(reactions[2..].iter().all(|r| *r == Reaction::Held));
-    assert_eq!(controller.rate(), Some(9.0));
+    assert_eq!(controller.rate(), Some(0.9 * ceiling));
     assert_eq!(controller.counts().throttled, 8);
-    // A request sent after the decrease but within the hold: held too.
+    // A lone request sent after the decrease and throttled: held.
     let turn = controller.turn(clock.now());
     clock.set(turn.at + millis(500));
     assert_eq!(controller.throttled(&turn, clock.now()), Reaction::Held);
-    // After the hold, a throttle below the ceiling lowers it at most 10%.
+    // A second one within the second: the new rate is still too fast. A
+    // throttle below the ceiling lowers it at most 10%.
     let turn = controller.turn(clock.now());
     clock.set(turn.at + millis(600));
     assert_eq!(
         controller.throttled(&turn, clock.now()),
-        Reaction::Decreased(8.1)
+        Reaction::Decreased(0.9 * 0.9 * ceiling)
     );
-    assert_eq!(controller.ceiling(), Some(9.0));
+    assert_eq!(controller.ceiling(), Some(0.9 * ceiling));
+}
+
+/// Two requests sent at the new rate and throttled lower it again at once;
+/// the throttles of requests sent before it do not count towards the two.
+#[test]
+fn throttles_at_the_new_rate_lower_it_again_without_waiting() {
+    let clock = ManualClock::new(start());
+    let mut controller = adaptive(None);
+    send(&mut controller, &clock, 10, |_| false);
+    let before: Vec<Turn> = (0..3).map(|_| controller.turn(clock.now())).collect();
+    clock.advance(millis(5));
+    assert_eq!(
+        controller.throttled(&before[0], clock.now()),
+        Reaction::Held
+    );
+    let ceiling = controller::first_ceiling(&[0.005; 10], 0.005);
+    assert_eq!(
+        controller.throttled(&before[1], clock.now()),
+        Reaction::Decreased(0.9 * ceiling)
+    );
+    // Sent at 9/s, 110 ms apart: one throttled; then a late answer to a
+    // request from before the decrease; neither slows down further.
+    let after = controller.turn(clock.now());
+    clock.set(after.at + millis(20));
+    assert_eq!(controller.throttled(&after, clock.now()), Reaction::Held);
+    assert_eq!(
+        controller.throttled(&before[2], clock.now()),
+        Reaction::Held
+    );
+    // A second request sent at the new rate throttled, 130 ms after the
+    // decrease: lower again, no hold.
+    let again = controller.turn(clock.now());
+    clock.set(again.at + millis(20));
+    assert_eq!(
+        controller.throttled(&again, clock.now()),
+        Reaction::Decreased(0.9 * 0.9 * ceiling)
+    );
 }
 
 #[test]
@@ -268,17 +357,28 @@ fn without_adaptation_only_the_cap_paces() {
     assert_eq!(uncapped.rate(), None);
 }
 
-/// A server-side token bucket: `rate` tokens a second, holding `rate`.
+/// A server-side token bucket.
 struct TokenBucket {
     rate: f64,
+    holds: f64,
     tokens: f64,
     at: DateTime<Utc>,
 }
 
 impl TokenBucket {
+    /// A bucket of `rate` tokens a second holding `holds`, full at start.
+    fn new(rate: f64, holds: f64) -> Self {
+        TokenBucket {
+            rate,
+            holds,
+            tokens: holds,
+            at: start(),
+        }
+    }
+
     fn admits(&mut self, now: DateTime<Utc>) -> bool {
         let elapsed = (now - self.at).num_nanoseconds().unwrap_or(0) as f64 / 1e9;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.holds);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -297,11 +397,7 @@ fn against_a_token_bucket_the_rate_settles_near_the_limit() {
     for (limit, most_throttled) in [(5.0, 0.12), (20.0, 0.05), (50.0, 0.05)] {
         let clock = ManualClock::new(start());
         let mut controller = adaptive(None);
-        let mut bucket = TokenBucket {
-            rate: limit,
-            tokens: limit,
-            at: start(),
-        };
+        let mut bucket = TokenBucket::new(limit, limit);
         let (mut accepted, mut throttled) = (0u32, 0u32);
         while clock.now() - start() < chrono::Duration::seconds(120) {
             let turn = controller.turn(clock.now());
@@ -327,6 +423,134 @@ fn against_a_token_bucket_the_rate_settles_near_the_limit() {
             share * 100.0
         );
     }
+}
+
+/// What [`batch_against_a_token_bucket`] measured.
+#[derive(Debug)]
+struct BatchFigures {
+    seconds: f64,
+    sent: u32,
+    throttled: u32,
+}
+
+/// A batch as `run --all` sends it: `workers` tasks sharing one
+/// controller, each sending its next request when the last was answered
+/// (a success after `answer_ms`, then `work_ms` of its own work; a throttle
+/// after 1 ms, then re-sent), until `requests` were accepted by a token
+/// bucket of `limit` a second holding `burst`. Simulated time, events in
+/// time order.
+fn batch_against_a_token_bucket(
+    limit: f64,
+    burst: f64,
+    workers: usize,
+    requests: u32,
+    answer_ms: i64,
+    work_ms: i64,
+) -> BatchFigures {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    enum Event {
+        WantsTurn,
+        Sends(Turn),
+        Answered(Turn, bool),
+    }
+    let mut controller = adaptive(None);
+    let mut bucket = TokenBucket::new(limit, burst);
+    // Events in time order; among events at the same time, first come
+    // first served.
+    let mut queue: BinaryHeap<Reverse<(DateTime<Utc>, usize)>> = BinaryHeap::new();
+    let mut events: Vec<Option<Event>> = Vec::new();
+    let schedule = |queue: &mut BinaryHeap<_>, events: &mut Vec<_>, at, event| {
+        events.push(Some(event));
+        queue.push(Reverse((at, events.len() - 1)));
+    };
+    for _ in 0..workers {
+        schedule(&mut queue, &mut events, start(), Event::WantsTurn);
+    }
+    let (mut accepted, mut throttled, mut last) = (0, 0, start());
+    while accepted < requests {
+        let Reverse((now, index)) = queue.pop().expect("workers never stop");
+        match events[index].take().expect("each event once") {
+            Event::WantsTurn => {
+                let turn = controller.turn(now);
+                schedule(
+                    &mut queue,
+                    &mut events,
+                    turn.at.max(now),
+                    Event::Sends(turn),
+                );
+            }
+            Event::Sends(turn) => {
+                let admitted = bucket.admits(now);
+                let answer = if admitted { answer_ms } else { 1 };
+                schedule(
+                    &mut queue,
+                    &mut events,
+                    now + millis(answer),
+                    Event::Answered(turn, admitted),
+                );
+            }
+            Event::Answered(turn, true) => {
+                accepted += 1;
+                last = now;
+                controller.accepted(&turn, now);
+                schedule(
+                    &mut queue,
+                    &mut events,
+                    now + millis(work_ms),
+                    Event::WantsTurn,
+                );
+            }
+            Event::Answered(turn, false) => {
+                throttled += 1;
+                controller.throttled(&turn, now);
+                schedule(&mut queue, &mut events, now, Event::WantsTurn);
+            }
+        }
+    }
+    BatchFigures {
+        seconds: (last - start()).num_milliseconds() as f64 / 1000.0,
+        sent: accepted + throttled,
+        throttled,
+    }
+}
+
+/// The benchmark's shape (bench/throttle.sh: 300 users' 601 requests,
+/// eight at a time, a bucket of R a second holding R), simulated: close
+/// to the floor (2N+1)/R, few throttles, most of them the eight in flight
+/// when the burst runs out. Each answer takes 3 ms, as moto's do, and each
+/// plan's own work 2 ms.
+#[test]
+fn a_batch_of_eight_tasks_runs_close_to_the_limit_with_few_throttles() {
+    for limit in [20.0, 50.0] {
+        let figures = batch_against_a_token_bucket(limit, limit, 8, 601, 3, 2);
+        let floor = 601.0 / limit;
+        let share = f64::from(figures.throttled) / f64::from(figures.sent);
+        assert!(
+            figures.seconds < 1.10 * floor,
+            "R = {limit}: {figures:?} against a floor of {floor} s"
+        );
+        assert!(share < 0.03, "R = {limit}: {figures:?}");
+        eprintln!("R = {limit}: {figures:?} against a floor of {floor} s");
+    }
+}
+
+/// A bucket that holds five seconds of requests, not one: the first
+/// estimate is five times too high, and the throttles that follow bring
+/// the rate down (each pair of them by a tenth, without waiting), so the
+/// batch still runs at the limit. Its throttled share is higher than with
+/// the bucket the estimate assumes (5.1% here, against under 3%).
+#[test]
+fn a_deeper_burst_than_assumed_is_corrected_by_the_throttles_that_follow() {
+    let figures = batch_against_a_token_bucket(20.0, 100.0, 8, 1201, 3, 2);
+    let floor = (1201.0 - 100.0) / 20.0;
+    let share = f64::from(figures.throttled) / f64::from(figures.sent);
+    assert!(
+        figures.seconds < 1.10 * floor,
+        "{figures:?} against a floor of {floor} s"
+    );
+    assert!(share < 0.06, "{figures:?}");
 }
 
 #[tokio::test]
