@@ -73,9 +73,10 @@ for rate in $RATES; do
     AWS_ENDPOINT_URL=$PROXY "$BIN" "${flags[@]}" run --all >"$WORK/run-$rate-$mode.out" 2>"$WORK/run-$rate-$mode.err" || code=$?
     wall=$(calc "%.2f" "$(secs) - $start")
     read -r sent throttled < <(curl -sf "$PROXY/__stats")
+    early=$(curl -sf "$PROXY/__timeline" | awk '$1 < 2' | wc -l)     # throttles in the run's first 2 s
     finished=$(grep -l "^phase: wait_for_adoption" "$WORK"/plans/*/*.yaml | wc -l)
     floor=$(calc "%.2f" "(2 * $USERS + 1) / $rate")
-    echo "| $rate | $mode | $wall s | $floor s | **$(calc "%.2f" "$wall / $floor")×** | $throttled of $sent (**$(calc "%.1f" "100 * $throttled / $sent")%**) | **$finished** of $USERS | $code |" \
+    echo "| $rate | $mode | $wall s | $floor s | **$(calc "%.2f" "$wall / $floor")×** | $throttled of $sent (**$(calc "%.1f" "100 * $throttled / $sent")%**; $early in the first 2 s) | **$finished** of $USERS | $code |" \
       | tee -a "$WORK/throttled.md" >&2
   done
   kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true

@@ -7,7 +7,8 @@ the `Throttling` error, not forwarded.
     throttle_proxy.py PORT UPSTREAM_URL RATE
 
 `GET /__stats` answers `SENT THROTTLED` (requests received, requests
-throttled) and `POST /__reset` refills the bucket and zeroes the counts;
+throttled), `GET /__timeline` when each throttle was answered (seconds
+since the reset, one a line), and `POST /__reset` refills the bucket and zeroes the counts;
 neither is forwarded. Only the standard library: it runs with any Python 3.
 """
 
@@ -35,8 +36,10 @@ class Bucket:
         with self.lock:
             self.tokens = self.rate
             self.at = time.monotonic()
+            self.started = self.at
             self.sent = 0
             self.throttled = 0
+            self.timeline = []
 
     def admit(self):
         with self.lock:
@@ -48,6 +51,7 @@ class Bucket:
                 self.tokens -= 1.0
                 return True
             self.throttled += 1
+            self.timeline.append(now - self.started)
             return False
 
 
@@ -97,6 +101,10 @@ def handler(upstream, bucket):
                 with bucket.lock:
                     stats = f"{bucket.sent} {bucket.throttled}\n".encode()
                 return self.reply(200, stats)
+            if self.path == "/__timeline":
+                with bucket.lock:
+                    times = "".join(f"{t:.3f}\n" for t in bucket.timeline).encode()
+                return self.reply(200, times)
             self.handle_request()
 
         def do_POST(self):
