@@ -36,7 +36,7 @@
 //! burst: a server-side token bucket then stays full while the rate is
 //! under its limit, and absorbs the overshoot of each probe.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -132,6 +132,11 @@ pub struct RateController {
     /// Each request throttled within [`WINDOW`]: when it was answered, and
     /// its turn (when it was sent).
     throttles: VecDeque<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The turns handed out within [`WINDOW`] and not answered yet, with
+    /// how many requests each: IAM answers a throttle at once, an accepted
+    /// request only after carrying it out, so at the first throttles some
+    /// requests IAM accepted are still on their way back.
+    in_flight: BTreeMap<DateTime<Utc>, u32>,
     counts: Counts,
 }
 
@@ -152,6 +157,7 @@ impl RateController {
             last_decrease: None,
             accepted: VecDeque::new(),
             throttles: VecDeque::new(),
+            in_flight: BTreeMap::new(),
             counts: Counts::default(),
         }
     }
@@ -181,6 +187,12 @@ impl RateController {
     /// The next request's turn: now when not paced, else one interval after
     /// the turn before it (and never before now).
     pub fn turn(&mut self, now: DateTime<Utc>) -> Turn {
+        let turn = self.next(now);
+        *self.in_flight.entry(turn.at).or_default() += 1;
+        turn
+    }
+
+    fn next(&mut self, now: DateTime<Utc>) -> Turn {
         self.counts.sent += 1;
         self.first_turn.get_or_insert(now);
         let Some(rate) = self.rate() else {
@@ -198,8 +210,19 @@ impl RateController {
         }
     }
 
+    /// The request of `turn` was answered.
+    fn settle(&mut self, turn: &Turn) {
+        if let Some(count) = self.in_flight.get_mut(&turn.at) {
+            *count -= 1;
+            if *count == 0 {
+                self.in_flight.remove(&turn.at);
+            }
+        }
+    }
+
     /// IAM answered the request of `turn` (anything but a throttle).
     pub fn accepted(&mut self, turn: &Turn, now: DateTime<Utc>) {
+        self.settle(turn);
         self.accepted.push_back(now);
         self.forget_before(now);
         if !self.adaptive || !turn.waited {
@@ -224,6 +247,7 @@ impl RateController {
 
     /// IAM throttled the request of `turn`.
     pub fn throttled(&mut self, turn: &Turn, now: DateTime<Utc>) -> Reaction {
+        self.settle(turn);
         self.counts.throttled += 1;
         if !self.adaptive {
             return Reaction::Held;
@@ -250,8 +274,16 @@ impl RateController {
                 let drawn = self.first_turn.map_or(0.0, |first| {
                     (now - first).to_std().unwrap_or_default().as_secs_f64()
                 });
-                let ages: Vec<f64> = self
-                    .accepted
+                // Requests sent before this one and not answered yet were
+                // let through: a throttle would have come back already.
+                let let_through = self
+                    .in_flight
+                    .range(..turn.at)
+                    .flat_map(|(at, n)| std::iter::repeat_n(*at, *n as usize));
+                let mut times: Vec<DateTime<Utc>> =
+                    self.accepted.iter().copied().chain(let_through).collect();
+                times.sort();
+                let ages: Vec<f64> = times
                     .iter()
                     .map(|t| (now - *t).to_std().unwrap_or_default().as_secs_f64())
                     .collect();
@@ -277,6 +309,14 @@ impl RateController {
         }
         while self.throttles.front().is_some_and(|(t, _)| *t <= horizon) {
             self.throttles.pop_front();
+        }
+        // A request whose answer never came (its task was cancelled) is
+        // forgotten with the rest.
+        while let Some(oldest) = self.in_flight.first_entry() {
+            if *oldest.key() > horizon {
+                break;
+            }
+            oldest.remove();
         }
     }
 }

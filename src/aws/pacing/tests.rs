@@ -158,6 +158,49 @@ fn the_first_throttle_of_a_run_discounts_the_burst_it_drew_on() {
     assert_eq!(ceiling, 30.0 / (1.0 + 1.0 / 60.0));
 }
 
+/// IAM answers a throttle at once and an accepted request only once it is
+/// carried out: when the first throttles come back, requests sent before
+/// them may still be on their way, and they count as let through.
+#[test]
+fn requests_still_on_their_way_at_the_first_throttle_count_as_let_through() {
+    let clock = ManualClock::new(start());
+    let mut controller = adaptive(None);
+    // 15 answered, then 5 sent that have no answer yet, all within 100 ms.
+    for _ in 0..15 {
+        let turn = controller.turn(clock.now());
+        clock.advance(millis(5));
+        controller.accepted(&turn, clock.now());
+    }
+    let on_their_way: Vec<Turn> = (0..5).map(|_| controller.turn(clock.now())).collect();
+    clock.advance(millis(25));
+    throttle_twice(&mut controller, &clock);
+    // 20 let through in 100 ms: a bucket of about 20 a second.
+    let ceiling = controller.ceiling().unwrap();
+    assert!((18.0..=20.0).contains(&ceiling), "{ceiling}");
+    // Their answers, when they come, change nothing more.
+    for turn in &on_their_way {
+        controller.accepted(turn, clock.now());
+    }
+    assert_eq!(controller.ceiling(), Some(ceiling));
+}
+
+/// A turn whose answer never comes (its task was cancelled) is forgotten
+/// after a second, and does not count at a later first throttle.
+#[test]
+fn a_request_never_answered_is_forgotten() {
+    let clock = ManualClock::new(start());
+    let mut controller = adaptive(None);
+    for _ in 0..10 {
+        controller.turn(clock.now());
+    }
+    clock.advance(chrono::Duration::seconds(5));
+    send(&mut controller, &clock, 10, |_| false);
+    throttle_twice(&mut controller, &clock);
+    // The ten answered at once, five seconds after the first request.
+    let expected = controller::first_ceiling(&[0.0; 10], 5.0);
+    assert_eq!(controller.ceiling(), Some(expected));
+}
+
 #[test]
 fn answers_to_requests_sent_before_a_decrease_do_not_decrease_again() {
     let clock = ManualClock::new(start());
