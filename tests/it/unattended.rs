@@ -1,5 +1,6 @@
 //! Unattended runs: `--deadline` stops taking plans and leaves the rest
-//! untouched (exit 1), and SIGTERM releases every lease before exiting.
+//! untouched (exit 1), SIGTERM releases every lease before exiting, and a
+//! plan still running when the 20 s grace ends is cancelled whole.
 
 use std::time::{Duration, Instant};
 
@@ -127,4 +128,97 @@ fn sigterm_stops_a_run_and_leaves_no_lease_behind() {
             );
         }
     }
+}
+
+/// A plan still in flight when the grace runs out is cancelled: its lease
+/// is released, its plan file holds the create intent and nothing half
+/// done, and the next run takes care of the key IAM made whose secret
+/// never arrived.
+#[test]
+fn a_plan_still_running_when_the_grace_ends_is_cancelled_and_the_next_run_recovers() {
+    let env = moto_env!();
+    let bucket = Bucket::create(&env);
+    let user = "stuck";
+    env.user(user, 1);
+    let old_key = env.keys(user)[0].0.clone();
+    env.run(&["--plans-dir", PLANS, "plan", user]).expect(0);
+    // IAM makes the new key, and its answer hangs past the grace.
+    env.proxy.set_faults(Faults {
+        slow_create_answer: Duration::from_secs(45),
+        ..Faults::default()
+    });
+    let runner = env
+        .command()
+        .args(["--plans-dir", PLANS, "run", "--all", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while env.keys(user).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the key was never created"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on the child this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(runner.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let stopped = Instant::now();
+    let run = env.capture(runner.wait_with_output().unwrap());
+    let waited = stopped.elapsed();
+    run.expect(1);
+    // The plan had its grace (20 s), and was cancelled well before the
+    // create's answer (45 s) would have come.
+    assert!(
+        waited >= Duration::from_secs(19) && waited < Duration::from_secs(40),
+        "stopped after {waited:?}"
+    );
+    let document = run.json();
+    let result = &document["results"][0];
+    assert_eq!(result["user"], user, "{document}");
+    assert_eq!(result["state"], "failed", "{document}");
+    assert!(
+        result["reason"].as_str().unwrap().contains("cancelled"),
+        "{result}"
+    );
+    let leases: Vec<String> = bucket
+        .keys()
+        .into_iter()
+        .filter(|k| k.ends_with(".lock"))
+        .collect();
+    assert_eq!(leases, Vec::<String>::new(), "the lease was released");
+    // The plan records the intent to create, and no new key: the one IAM
+    // made has no secret anyone received.
+    let show = env.run(&["--plans-dir", PLANS, "--output", "json", "show", user]);
+    show.expect(0);
+    let plan = show.json()["plan"].clone();
+    assert_eq!(plan["phase"], "create_second_key", "{plan}");
+    assert!(!plan["create_intent_at"].is_null(), "{plan}");
+    assert!(plan["new_key"].is_null(), "{plan}");
+    let orphan = env
+        .keys(user)
+        .into_iter()
+        .map(|(id, _)| id)
+        .find(|id| *id != old_key)
+        .unwrap();
+
+    // The next run removes the key without a secret and makes one whose
+    // secret it delivers.
+    env.proxy.set_faults(Faults::default());
+    env.run(&["--plans-dir", PLANS, "run", user]).expect(0);
+    let plan = env
+        .run(&["--plans-dir", PLANS, "--output", "json", "show", user])
+        .json()["plan"]
+        .clone();
+    assert_eq!(plan["phase"], "wait_for_adoption", "{plan}");
+    let new_key = plan["new_key"]["id"].as_str().unwrap().to_string();
+    assert_ne!(new_key, orphan);
+    let ids: Vec<String> = env.keys(user).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&old_key) && ids.contains(&new_key), "{ids:?}");
+    env.assert_no_secret_leaked(&[]);
 }
