@@ -98,6 +98,23 @@ pub async fn execute(context: &Context, args: ShowArgs) -> anyhow::Result<Status
             overdue.what
         ));
     }
+    let notices = &plan.notifications;
+    if let Some(oldest) = notices.pending.first() {
+        output::line(format!(
+            "notices   {} not delivered yet, the oldest {} of {} to {}; the next run of this \
+             plan sends them again",
+            notices.pending.len(),
+            oldest.event,
+            time(oldest.at),
+            oldest.to.join(", ")
+        ));
+    } else if let Some(sent) = &notices.last_sent {
+        output::line(format!(
+            "notices   all delivered, the last {} of {}",
+            sent.event,
+            time(sent.at)
+        ));
+    }
     if !plan.observations.is_empty() {
         output::line("\nobservations (last use as IAM reported it)");
         let rows = plan

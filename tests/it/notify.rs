@@ -461,6 +461,19 @@ fn a_dead_webhook_changes_nothing_and_the_next_run_sends_again() {
         "{to}"
     );
     assert_valid_plan(&env);
+    // `show` says so, and what will happen.
+    let show = env.run(&["show", "alice"]);
+    show.expect(0);
+    assert!(
+        show.stdout
+            .contains("notices   1 not delivered yet, the oldest done of ")
+            && show.stdout.contains(to)
+            && show
+                .stdout
+                .contains("the next run of this plan sends them again"),
+        "{}",
+        show.stdout
+    );
 
     // The webhook is back: the next run delivers the notice as it was.
     let hook = Hook::on(TcpListener::bind(("127.0.0.1", port)).unwrap());
@@ -474,6 +487,13 @@ fn a_dead_webhook_changes_nothing_and_the_next_run_sends_again() {
     let plan = env.plan_yaml("alice");
     assert!(plan["notifications"]["pending"].is_null(), "{plan:?}");
     assert_eq!(plan["notifications"]["last_sent"]["event"], "done");
+    let show = env.run(&["show", "alice"]);
+    assert!(
+        show.stdout
+            .contains("notices   all delivered, the last done of "),
+        "{}",
+        show.stdout
+    );
 
     // Delivered: a later run sends nothing more.
     env.run(&["--notify", &dead, "run", "alice"]).expect(0);
