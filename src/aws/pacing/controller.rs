@@ -22,9 +22,13 @@
 //!   [`Settings::throttles_to_slow_down`] within a second, of requests sent
 //!   since the last decrease. Past a rate limit the throttles come in a run;
 //!   a throttle now and then that is not about the rate would otherwise
-//!   bring the rate down step by step to the floor. Two throttles of
-//!   requests sent at the new rate say it is still too fast, and lower it
-//!   again at once.
+//!   bring the rate down step by step to the floor.
+//! - The first slow-down is an estimate: within a second of it, two
+//!   throttles of requests sent at the new rate say it is still too fast,
+//!   and lower it again at once. After that, the rate goes down at most
+//!   once per [`Settings::hold`], so that a spell in which IAM throttles
+//!   everything (another tool spending the account's quota, say) lowers it
+//!   once, not step by step.
 //! - Each request that had to wait for its turn and succeeded raises the
 //!   rate: quickly back to the ceiling ([`Settings::recover`] of the ceiling
 //!   per second), then slowly beyond it ([`Settings::probe`] per second,
@@ -55,6 +59,9 @@ pub struct Settings {
     pub probe: f64,
     /// ... doubling after each such period without a throttle.
     pub probe_doubling: std::time::Duration,
+    /// At most one decrease per this long, once the first estimate has
+    /// stood for a [`WINDOW`].
+    pub hold: std::time::Duration,
     /// Never slower than this many requests per second.
     pub min_rate: f64,
     /// Throttles within one second that it takes to slow down.
@@ -69,6 +76,7 @@ impl Default for Settings {
             recover: 0.2,
             probe: 0.01,
             probe_doubling: std::time::Duration::from_secs(5),
+            hold: std::time::Duration::from_secs(1),
             min_rate: 1.0,
             throttles_to_slow_down: 2,
         }
@@ -100,7 +108,7 @@ pub enum Reaction {
     /// The rate was lowered to this many requests per second.
     Decreased(f64),
     /// Nothing changed: a lone throttle, or already lowered for this (the
-    /// request was sent before the last decrease).
+    /// request was sent before the last decrease, or within the hold).
     Held,
 }
 
@@ -124,8 +132,14 @@ pub struct RateController {
     rate: Option<f64>,
     ceiling: Option<f64>,
     next_turn: Option<DateTime<Utc>>,
-    /// The turn of the first request: how long IAM's burst has been drawn on.
+    /// The first turn asked for after a second without any: how long IAM's
+    /// burst has been drawn on (a second without requests refills a bucket
+    /// of one second's requests).
     first_turn: Option<DateTime<Utc>>,
+    /// When the last turn was asked for.
+    last_asked: Option<DateTime<Utc>>,
+    /// The first decrease: the estimate that throttles may correct at once.
+    first_decrease: Option<DateTime<Utc>>,
     last_decrease: Option<DateTime<Utc>>,
     /// When each request accepted within [`WINDOW`] was answered.
     accepted: VecDeque<DateTime<Utc>>,
@@ -154,6 +168,8 @@ impl RateController {
             ceiling: None,
             next_turn: None,
             first_turn: None,
+            last_asked: None,
+            first_decrease: None,
             last_decrease: None,
             accepted: VecDeque::new(),
             throttles: VecDeque::new(),
@@ -194,7 +210,13 @@ impl RateController {
 
     fn next(&mut self, now: DateTime<Utc>) -> Turn {
         self.counts.sent += 1;
-        self.first_turn.get_or_insert(now);
+        if self
+            .last_asked
+            .is_none_or(|last| now - last >= seconds(WINDOW))
+        {
+            self.first_turn = Some(now);
+        }
+        self.last_asked = Some(now);
         let Some(rate) = self.rate() else {
             return Turn {
                 at: now,
@@ -258,12 +280,19 @@ impl RateController {
         if last.is_some_and(|last| turn.at < last) {
             return Reaction::Held;
         }
-        let since_last = self
+        let since_last: Vec<DateTime<Utc>> = self
             .throttles
             .iter()
-            .filter(|(_, sent)| last.is_none_or(|last| *sent >= last))
-            .count();
-        if since_last < self.settings.throttles_to_slow_down {
+            .map(|(_, sent)| *sent)
+            .filter(|sent| last.is_none_or(|last| *sent >= last))
+            .collect();
+        if since_last.len() < self.settings.throttles_to_slow_down {
+            return Reaction::Held;
+        }
+        let correcting = self
+            .first_decrease
+            .is_some_and(|first| now - first < seconds(WINDOW));
+        if last.is_some_and(|last| !correcting && now - last < seconds(self.settings.hold)) {
             return Reaction::Held;
         }
         let accepted = self.accepted.len() as f64;
@@ -274,11 +303,13 @@ impl RateController {
                 let drawn = self.first_turn.map_or(0.0, |first| {
                     (now - first).to_std().unwrap_or_default().as_secs_f64()
                 });
-                // Requests sent before this one and not answered yet were
-                // let through: a throttle would have come back already.
+                // Requests sent before the first of these throttled ones
+                // and not answered yet were let through: a throttle would
+                // have come back already.
+                let first_throttled = since_last.iter().min().copied().unwrap_or(turn.at);
                 let let_through = self
                     .in_flight
-                    .range(..turn.at)
+                    .range(..first_throttled)
                     .flat_map(|(at, n)| std::iter::repeat_n(*at, *n as usize));
                 let mut times: Vec<DateTime<Utc>> =
                     self.accepted.iter().copied().chain(let_through).collect();
@@ -299,6 +330,7 @@ impl RateController {
         self.ceiling = Some(ceiling);
         self.rate = Some(rate);
         self.last_decrease = Some(now);
+        self.first_decrease.get_or_insert(now);
         Reaction::Decreased(self.rate().unwrap_or(rate))
     }
 
@@ -324,7 +356,7 @@ impl RateController {
 /// The rate IAM's token bucket refills at, judged at the first throttle
 /// from the requests IAM accepted in the last second (`ages`: how long ago
 /// each was answered, oldest first), `drawn` seconds after the first
-/// request.
+/// request that followed a second without any (the bucket was full then).
 ///
 /// Until that throttle, the requests drew on the bucket's burst as well as
 /// on its refill, so what IAM accepted overstates the rate it can keep up:
@@ -334,8 +366,9 @@ impl RateController {
 /// accepted since any moment t within the first second cannot exceed one
 /// second's worth plus what it refilled since t: R ≥ n(t) / (1 + (now − t)),
 /// and the largest such bound is the estimate. That holds however the
-/// requests were spread (a run's first request, say, then a pause while it
-/// reads its plans, then the batch). A run first throttled after many
+/// requests were spread within that second (a run's first request, say,
+/// then a short pause while it reads its plans, then the batch; a pause of
+/// a second or more starts `drawn` again). A run first throttled after many
 /// seconds is judged as sending at a steady pace since its first request:
 /// a bucket that held one second of requests then, and is empty `drawn`
 /// seconds later, let through R(1 + 1/drawn) in the last second. Where the

@@ -118,17 +118,12 @@ fn the_first_throttle_paces_just_under_what_iam_accepted_in_the_last_second() {
 /// accepted before its first throttle overstates its rate by the burst.
 #[test]
 fn the_first_throttle_of_a_run_discounts_the_burst_it_drew_on() {
-    for (drawn_ms, accepted, refill) in [(400, 70, 50.0), (125, 56, 49.8), (2000, 75, 50.0)] {
+    for (drawn_ms, accepted, refill) in [(400, 70, 50.0), (125, 56, 49.8), (2000, 150, 50.0)] {
         let clock = ManualClock::new(start());
         let mut controller = adaptive(None);
-        // `accepted` requests evenly over the last second (or since the
-        // first request, if that is sooner), the first `drawn_ms` ago.
-        let first = controller.turn(clock.now());
-        controller.accepted(&first, clock.now());
-        let window = drawn_ms.min(1000);
-        clock.advance(millis(drawn_ms - window));
-        for i in 1..accepted {
-            clock.set(start() + millis(drawn_ms - window + window * i / (accepted - 1)));
+        // `accepted` requests evenly over the `drawn_ms` since the first.
+        for i in 0..accepted {
+            clock.set(start() + millis(drawn_ms * i / (accepted - 1)));
             let turn = controller.turn(clock.now());
             controller.accepted(&turn, clock.now());
         }
@@ -196,9 +191,64 @@ fn a_request_never_answered_is_forgotten() {
     clock.advance(chrono::Duration::seconds(5));
     send(&mut controller, &clock, 10, |_| false);
     throttle_twice(&mut controller, &clock);
-    // The ten answered at once, five seconds after the first request.
-    let expected = controller::first_ceiling(&[0.0; 10], 5.0);
+    // The ten answered at once, after five quiet seconds: a full bucket.
+    let expected = controller::first_ceiling(&[0.0; 10], 0.0);
     assert_eq!(controller.ceiling(), Some(expected));
+}
+
+/// A second without requests refills a bucket of one second's requests:
+/// a run that pauses that long after its first request (reading plans,
+/// paging through users) is judged from the end of the pause.
+#[test]
+fn a_pause_of_a_second_starts_the_burst_afresh() {
+    let clock = ManualClock::new(start());
+    let mut controller = adaptive(None);
+    send(&mut controller, &clock, 1, |_| false);
+    clock.advance(chrono::Duration::seconds(3));
+    // 60 in the 200 ms after the pause, then throttled.
+    for _ in 0..60 {
+        let turn = controller.turn(clock.now());
+        controller.accepted(&turn, clock.now());
+        clock.advance(chrono::Duration::microseconds(3333));
+    }
+    throttle_twice(&mut controller, &clock);
+    // 60 in 0.2 s from a full bucket: 50 a second (not 60 / (1 + 1/3.2)).
+    let ceiling = controller.ceiling().unwrap();
+    assert!((ceiling - 50.0).abs() < 1.0, "{ceiling}");
+}
+
+/// After the first slow-down has stood for a second, a spell in which IAM
+/// throttles everything lowers the rate once per second, not once per two
+/// throttles: the ceiling, which recovery returns to, stays close.
+#[test]
+fn a_spell_of_throttling_lowers_a_settled_rate_once_per_second() {
+    let clock = ManualClock::new(start());
+    let mut controller = adaptive(None);
+    send(&mut controller, &clock, 50, |_| false);
+    throttle_twice(&mut controller, &clock);
+    // Settled: five seconds accepted at the paced rate.
+    let settled = clock.now();
+    while clock.now() - settled < chrono::Duration::seconds(5) {
+        send(&mut controller, &clock, 1, |_| false);
+    }
+    let (rate, ceiling) = (controller.rate().unwrap(), controller.ceiling().unwrap());
+    // Then half a second in which every request is throttled.
+    let spell = clock.now();
+    let mut decreases = 0;
+    while clock.now() - spell < chrono::Duration::milliseconds(500) {
+        let turn = controller.turn(clock.now());
+        clock.set(turn.at.max(clock.now()) + millis(1));
+        if let Reaction::Decreased(_) = controller.throttled(&turn, clock.now()) {
+            decreases += 1;
+        }
+    }
+    assert_eq!(decreases, 1);
+    assert!(
+        controller.rate().unwrap() >= 0.8 * rate,
+        "{rate} -> {:?}",
+        controller.rate()
+    );
+    assert!(controller.ceiling().unwrap() >= 0.9 * ceiling);
 }
 
 #[test]
@@ -255,8 +305,9 @@ fn throttles_at_the_new_rate_lower_it_again_without_waiting() {
         controller.throttled(&before[1], clock.now()),
         Reaction::Decreased(0.9 * ceiling)
     );
-    // Sent at 9/s, 110 ms apart: one throttled; then a late answer to a
-    // request from before the decrease; neither slows down further.
+    // Sent at the new rate, about 110 ms apart: one throttled; then a late
+    // answer to a request from before the decrease; neither slows down
+    // further.
     let after = controller.turn(clock.now());
     clock.set(after.at + millis(20));
     assert_eq!(controller.throttled(&after, clock.now()), Reaction::Held);
@@ -574,16 +625,17 @@ fn a_batch_of_eight_tasks_runs_close_to_the_limit_with_few_throttles() {
             figures.seconds < 1.10 * floor,
             "R = {limit}: {figures:?} against a floor of {floor} s"
         );
-        assert!(share < 0.03, "R = {limit}: {figures:?}");
+        assert!(share < 0.035, "R = {limit}: {figures:?}");
         eprintln!("R = {limit}: {figures:?} against a floor of {floor} s");
     }
 }
 
 /// A bucket that holds five seconds of requests, not one: the first
-/// estimate is five times too high, and the throttles that follow bring
-/// the rate down (each pair of them by a tenth, without waiting), so the
-/// batch still runs at the limit. Its throttled share is higher than with
-/// the bucket the estimate assumes (5.1% here, against under 3%).
+/// estimate is five times too high, and the throttles that follow within
+/// the first second bring the rate down (each pair of them by a tenth,
+/// without waiting), so the batch still runs at the limit. Its throttled
+/// share is higher than with the bucket the estimate assumes (5.2% here,
+/// against 3.1% and 1.6%).
 #[test]
 fn a_deeper_burst_than_assumed_is_corrected_by_the_throttles_that_follow() {
     let figures = batch_against_a_token_bucket(20.0, 100.0, 8, 1201, 3, 2);
@@ -594,6 +646,7 @@ fn a_deeper_burst_than_assumed_is_corrected_by_the_throttles_that_follow() {
         "{figures:?} against a floor of {floor} s"
     );
     assert!(share < 0.06, "{figures:?}");
+    eprintln!("a bucket of 5 s at 20/s: {figures:?} against a floor of {floor} s");
 }
 
 #[tokio::test]
