@@ -17,7 +17,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 /// Temporary files carry this suffix and a leading dot, so that nothing that
 /// lists `*.yaml` ever takes one for a plan.
@@ -104,15 +104,18 @@ fn is_temp_of(name: &str, candidate: &str) -> bool {
 /// What one reading of a folder found: the names there shaped like a
 /// temporary of any target, and when it was read.
 struct Leftovers {
-    read_at: Instant,
+    /// The wall clock, as the files' ages are: a suspended machine's
+    /// monotonic clock stands still while the files grow old.
+    read_at: SystemTime,
     names: Vec<String>,
 }
 
 /// Each folder's [`Leftovers`], read at most once per [`STALE_TEMP_AGE`]
-/// by this process. A write's own temporaries, made after the reading,
-/// are never among them; a crashed process's temporary that is not yet
-/// stale when the folder is read is removed by the next reading or the
-/// next process.
+/// by this process. Live writes' temporaries may be among them (the write
+/// that reads the folder has made its own already); each candidate is
+/// looked at again before it is removed, and a live one is never old
+/// enough. A crashed process's temporary that is not yet stale when the
+/// folder is read is removed by the next reading or the next process.
 static LEFTOVERS: Mutex<Option<HashMap<PathBuf, Leftovers>>> = Mutex::new(None);
 
 /// Test builds only: each folder read for leftovers, once per reading.
@@ -143,11 +146,16 @@ fn remove_stale_temps(dir: &Path, name: &str, owner: u32, older_than: Duration) 
         let leftovers = folders
             .entry(dir.to_path_buf())
             .or_insert_with(|| Leftovers {
-                read_at: Instant::now(),
+                read_at: SystemTime::now(),
                 names: read_leftovers(dir),
             });
-        if leftovers.read_at.elapsed() > STALE_TEMP_AGE {
-            leftovers.read_at = Instant::now();
+        // A clock set back since counts as too old too.
+        if leftovers
+            .read_at
+            .elapsed()
+            .map_or(true, |age| age > STALE_TEMP_AGE)
+        {
+            leftovers.read_at = SystemTime::now();
             leftovers.names = read_leftovers(dir);
         }
         leftovers
