@@ -101,8 +101,8 @@ pub async fn execute(context: &Context, args: ShowArgs) -> anyhow::Result<Status
     let notices = &plan.notifications;
     if let Some(oldest) = notices.pending.first() {
         output::line(format!(
-            "notices   {} not delivered yet, the oldest {} of {} to {}; the next run of this \
-             plan sends them again",
+            "notices   {} not delivered yet, the oldest {} of {} to {}; the next run with \
+             those targets (--notify, or the plan's own) sends them again",
             notices.pending.len(),
             oldest.event,
             time(oldest.at),

@@ -468,9 +468,7 @@ fn a_dead_webhook_changes_nothing_and_the_next_run_sends_again() {
         show.stdout
             .contains("notices   1 not delivered yet, the oldest done of ")
             && show.stdout.contains(to)
-            && show
-                .stdout
-                .contains("the next run of this plan sends them again"),
+            && show.stdout.contains("the next run with those targets"),
         "{}",
         show.stdout
     );
