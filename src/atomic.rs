@@ -11,7 +11,7 @@
 //! once per write: a batch writes a thousand plans into one folder, and
 //! reading that folder for every write would make the batch quadratic.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -116,7 +116,7 @@ struct Leftovers {
 /// looked at again before it is removed, and a live one is never old
 /// enough. A crashed process's temporary that is not yet stale when the
 /// folder is read is removed by the next reading or the next process.
-static LEFTOVERS: Mutex<Option<HashMap<PathBuf, Leftovers>>> = Mutex::new(None);
+static LEFTOVERS: Mutex<BTreeMap<PathBuf, Leftovers>> = Mutex::new(BTreeMap::new());
 
 /// Test builds only: each folder read for leftovers, once per reading.
 #[cfg(test)]
@@ -142,7 +142,6 @@ fn read_leftovers(dir: &Path) -> Vec<String> {
 fn remove_stale_temps(dir: &Path, name: &str, owner: u32, older_than: Duration) -> usize {
     let candidates: Vec<String> = {
         let mut folders = LEFTOVERS.lock().unwrap_or_else(|e| e.into_inner());
-        let folders = folders.get_or_insert_with(HashMap::new);
         let leftovers = folders
             .entry(dir.to_path_buf())
             .or_insert_with(|| Leftovers {
@@ -196,7 +195,7 @@ fn remove_stale_temps(dir: &Path, name: &str, owner: u32, older_than: Duration) 
 /// Drops `name` from the leftovers known in `dir`: it is gone.
 fn forget_leftover(dir: &Path, name: &str) {
     let mut folders = LEFTOVERS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(leftovers) = folders.as_mut().and_then(|f| f.get_mut(dir)) {
+    if let Some(leftovers) = folders.get_mut(dir) {
         leftovers.names.retain(|n| n != name);
     }
 }
@@ -375,6 +374,16 @@ mod tests {
         assert_eq!(fs::read_to_string(d.join("alice.csv")).unwrap(), "new");
     }
 
+    /// How many times this process read `dir` for leftovers.
+    fn readings_of(dir: &Path) -> usize {
+        FOLDER_READS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|f| *f == dir)
+            .count()
+    }
+
     /// A batch writes many targets into one folder: the folder is read for
     /// leftovers once, not once per write, and a leftover found in that
     /// reading is still removed by its own target's write later.
@@ -391,15 +400,48 @@ mod tests {
             write(&target, b"two", 0o644).unwrap();
             assert_eq!(stale.exists(), i < 99, "after user-{i:03}");
         }
-        let reads = FOLDER_READS
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|f| *f == d)
-            .count();
-        assert_eq!(reads, 1, "readings of the folder for 200 writes into it");
+        assert_eq!(
+            readings_of(d),
+            1,
+            "readings of the folder for 200 writes into it"
+        );
         let names: Vec<_> = fs::read_dir(d).unwrap().collect();
         assert_eq!(names.len(), 100);
+    }
+
+    /// The folder was read while a stale leftover was a plain file; by the
+    /// time its target is written, someone has put a link to another file
+    /// in its place. The write looks again, sees the link, and leaves both
+    /// the link and the file it points to alone.
+    #[test]
+    fn a_leftover_swapped_for_a_link_after_the_reading_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let old = STALE_TEMP_AGE + Duration::from_secs(60);
+        let leftover = d.join(".bob.csv.Ab3dE9.tmp");
+        fs::write(&leftover, "left over").unwrap();
+        age(&leftover, old);
+        let victim = d.join("someone-elses-file");
+        fs::write(&victim, "keep me").unwrap();
+        age(&victim, old);
+        // alice's write reads the folder; bob's leftover is in the reading.
+        write(&d.join("alice.csv"), b"a", 0o600).unwrap();
+        fs::remove_file(&leftover).unwrap();
+        std::os::unix::fs::symlink(&victim, &leftover).unwrap();
+
+        write(&d.join("bob.csv"), b"b", 0o600).unwrap();
+
+        assert!(leftover
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        assert_eq!(
+            readings_of(d),
+            1,
+            "bob's write used the reading alice's made"
+        );
     }
 
     #[test]

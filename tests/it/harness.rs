@@ -270,6 +270,31 @@ impl Env {
         self.run_at(None, args)
     }
 
+    /// Starts `iam-rotate ARGS` (output piped, for [`Env::capture`]) and
+    /// returns once `ready` holds; fails the test after `limit` with
+    /// `what`, the thing that never happened.
+    pub fn spawn_until(
+        &self,
+        args: &[&str],
+        ready: impl Fn() -> bool,
+        limit: Duration,
+        what: &str,
+    ) -> Child {
+        let child = self
+            .command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !ready() {
+            assert!(start.elapsed() < limit, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
     pub fn capture(&self, output: Output) -> Run {
         let run = Run {
             code: output.status.code().unwrap_or(-1),

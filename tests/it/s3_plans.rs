@@ -7,7 +7,7 @@
 //! (it reads, then writes), so these tests drive each branch of the
 //! protocol one at a time rather than racing two runners.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
@@ -708,17 +708,10 @@ fn a_runner_that_lost_its_lease_saves_and_acts_no_more() {
 /// Starts `iam-rotate ARGS` (output piped) and returns once the proxy
 /// holds one of its requests, as the test's faults say.
 fn spawn_until_held(env: &Env, args: &[&str], what: &str) -> std::process::Child {
-    let child = env
-        .command()
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !env.proxy.injected().contains_key("held") {
-        assert!(start.elapsed() < Duration::from_secs(20), "{what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
+    env.spawn_until(
+        args,
+        || env.proxy.injected().contains_key("held"),
+        Duration::from_secs(20),
+        what,
+    )
 }

@@ -6,8 +6,29 @@ use std::time::{Duration, Instant};
 
 use crate::s3_plans::{Bucket, PLANS};
 
+use crate::harness::{Env, Run};
 use crate::moto_env;
 use crate::proxy::Faults;
+
+/// Starts iam-rotate with `args`, waits (at most 30 s) until `ready` holds
+/// (`what` says what it waits for), sends it SIGTERM, and returns its run
+/// and how long it took to exit after the signal.
+fn sigterm_once_ready(
+    env: &Env,
+    args: &[&str],
+    ready: impl Fn() -> bool,
+    what: &str,
+) -> (Run, Duration) {
+    let runner = env.spawn_until(args, ready, Duration::from_secs(30), what);
+    // SAFETY: kill(2) on the child this test spawned.
+    assert_eq!(
+        unsafe { libc::kill(runner.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let stopped = Instant::now();
+    let run = env.capture(runner.wait_with_output().unwrap());
+    (run, stopped.elapsed())
+}
 
 /// Every AWS answer this late: a plan's first step takes a few seconds.
 fn slow() -> Faults {
@@ -76,40 +97,23 @@ fn sigterm_stops_a_run_and_leaves_no_lease_behind() {
     }
     env.run(&["--plans-dir", PLANS, "plan", "--all"]).expect(0);
     env.proxy.set_faults(slow());
-    let mut cmd = env.command();
-    cmd.args([
-        "--plans-dir",
-        PLANS,
-        "run",
-        "--all",
-        "--concurrency",
-        "3",
-        "--output",
-        "json",
-    ])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
-    let runner = cmd.spawn().unwrap();
-    let start = Instant::now();
-    while !objects().iter().any(|k| k.ends_with(".lock")) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no lease was ever taken"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: kill(2) on the child this test spawned.
-    assert_eq!(
-        unsafe { libc::kill(runner.id() as libc::pid_t, libc::SIGTERM) },
-        0
+    let (run, waited) = sigterm_once_ready(
+        &env,
+        &[
+            "--plans-dir",
+            PLANS,
+            "run",
+            "--all",
+            "--concurrency",
+            "3",
+            "--output",
+            "json",
+        ],
+        || objects().iter().any(|k| k.ends_with(".lock")),
+        "no lease was ever taken",
     );
-    let stopped = Instant::now();
-    let run = env.capture(runner.wait_with_output().unwrap());
     run.expect(1);
-    assert!(
-        stopped.elapsed() < Duration::from_secs(25),
-        "within the grace"
-    );
+    assert!(waited < Duration::from_secs(25), "within the grace");
     let leases: Vec<String> = objects()
         .into_iter()
         .filter(|k| k.ends_with(".lock"))
@@ -147,29 +151,12 @@ fn a_plan_still_running_when_the_grace_ends_is_cancelled_and_the_next_run_recove
         slow_create_answer: Duration::from_secs(45),
         ..Faults::default()
     });
-    let runner = env
-        .command()
-        .args(["--plans-dir", PLANS, "run", "--all", "--output", "json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while env.keys(user).len() < 2 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the key was never created"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: kill(2) on the child this test spawned.
-    assert_eq!(
-        unsafe { libc::kill(runner.id() as libc::pid_t, libc::SIGTERM) },
-        0
+    let (run, waited) = sigterm_once_ready(
+        &env,
+        &["--plans-dir", PLANS, "run", "--all", "--output", "json"],
+        || env.keys(user).len() >= 2,
+        "the key was never created",
     );
-    let stopped = Instant::now();
-    let run = env.capture(runner.wait_with_output().unwrap());
-    let waited = stopped.elapsed();
     run.expect(1);
     // The plan had its grace (20 s), and was cancelled then: before
     // CreateAccessKey's own 30 s timeout, and well before the answer (45 s).

@@ -42,6 +42,19 @@ fn send(
     turns
 }
 
+/// Sends requests one after the other, each waiting for its turn and
+/// accepted at once, for `seconds` from `from`.
+fn accept_until(
+    controller: &mut RateController,
+    clock: &ManualClock,
+    from: DateTime<Utc>,
+    seconds: i64,
+) {
+    while clock.now() - from < chrono::Duration::seconds(seconds) {
+        send(controller, clock, 1, |_| false);
+    }
+}
+
 /// Two requests throttled at once: what it takes to slow down.
 fn throttle_twice(controller: &mut RateController, clock: &ManualClock) -> Reaction {
     let first = controller.turn(clock.now());
@@ -227,10 +240,7 @@ fn a_spell_of_throttling_lowers_a_settled_rate_once_per_second() {
     send(&mut controller, &clock, 50, |_| false);
     throttle_twice(&mut controller, &clock);
     // Settled: five seconds accepted at the paced rate.
-    let settled = clock.now();
-    while clock.now() - settled < chrono::Duration::seconds(5) {
-        send(&mut controller, &clock, 1, |_| false);
-    }
+    accept_until(&mut controller, &clock, clock.now(), 5);
     let (rate, ceiling) = (controller.rate().unwrap(), controller.ceiling().unwrap());
     // Then half a second in which every request is throttled.
     let spell = clock.now();
@@ -361,13 +371,9 @@ fn the_probe_speeds_up_the_longer_iam_does_not_throttle() {
     throttle_twice(&mut controller, &clock);
     // Ten quiet seconds (the probe doubles every five).
     let began = clock.now();
-    while clock.now() - began < chrono::Duration::seconds(10) {
-        send(&mut controller, &clock, 1, |_| false);
-    }
+    accept_until(&mut controller, &clock, began, 10);
     let rate_at_10s = controller.rate().unwrap();
-    while clock.now() - began < chrono::Duration::seconds(30) {
-        send(&mut controller, &clock, 1, |_| false);
-    }
+    accept_until(&mut controller, &clock, began, 30);
     let rate_at_30s = controller.rate().unwrap();
     // From 10 s to 30 s the step grows from 4× to 64× 0.1/s.
     assert!(
@@ -406,9 +412,7 @@ fn the_rate_never_falls_below_the_floor_nor_rises_above_the_cap() {
     }
     assert_eq!(controller.rate(), Some(Settings::default().min_rate));
     // Then never throttled, for ten minutes.
-    while clock.now() - began < chrono::Duration::seconds(660) {
-        send(&mut controller, &clock, 1, |_| false);
-    }
+    accept_until(&mut controller, &clock, began, 660);
     assert_eq!(controller.rate(), Some(3.0));
 }
 
